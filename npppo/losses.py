@@ -1,0 +1,179 @@
+"""PPO's losses with their gradients, by hand, through the whole network.
+
+Actor (clipped surrogate with entropy bonus), over a batch of N samples::
+
+    r_t   = exp(log pi_θ(a_t|s_t) - log pi_θold(a_t|s_t))
+    L     = -(1/N) sum_t [ min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t) + c H_t ]
+
+    d min(...) / d r_t = A_t  where the unclipped term is the minimum:
+                              A_t >= 0 and r_t <= 1+eps,  or  A_t < 0 and r_t >= 1-eps
+                       = 0    elsewhere (the clipped term is constant in θ)
+    dL/dlog pi_t = -(1/N) (d min / d r_t) r_t          (since dr/dlog pi = r)
+    dL/dmu, dL/dsigma  follow from d log pi / d(mu, sigma) and dH/dsigma = 1/sigma
+                       (:mod:`npppo.distributions`), then the policy's backward.
+
+Critic (squared error), over N samples, optionally clipped around the old values (PPO2-style)::
+
+    L = (1/N) sum_t (V_t - G_t)^2                      dL/dV_t = (2/N)(V_t - G_t)
+    clipped: L = (1/N) sum_t max((V_t - G_t)^2, (V'_t - G_t)^2),  V'_t = V_old + clip(V_t - V_old, ±c)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from npppo.critic import Critic
+from npppo.distributions import HALF_LOG_2PI
+from npppo.policy import GaussianPolicy
+
+
+@njit(cache=True)
+def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
+                           grad_mu, grad_sigma, stats):
+    """Fused actor-loss kernel: returns L and writes dL/dmu, dL/dsigma (batch, D).
+
+    stats (4,) receives: mean entropy, approx KL (the k3 estimator E[(r - 1) - log r]),
+    clip fraction (share of |r - 1| > eps), mean ratio.
+    """
+    n, dims = actions.shape
+    inv_n = 1.0 / n
+    loss = 0.0
+    entropy_sum = 0.0
+    kl_sum = 0.0
+    clipped_count = 0.0
+    ratio_sum = 0.0
+    for i in range(n):
+        log_prob = 0.0
+        entropy = 0.0
+        for d in range(dims):
+            z = (actions[i, d] - mu[i, d]) / sigma[i, d]
+            log_sigma = math.log(sigma[i, d])
+            log_prob += -0.5 * z * z - log_sigma - HALF_LOG_2PI
+            entropy += 0.5 + HALF_LOG_2PI + log_sigma
+        log_ratio = log_prob - old_log_prob[i]
+        ratio = math.exp(log_ratio)
+        advantage = advantages[i]
+        clipped_ratio = min(max(ratio, 1.0 - clip_eps), 1.0 + clip_eps)
+        surrogate = min(ratio * advantage, clipped_ratio * advantage)
+        loss -= (surrogate + ent_coef * entropy) * inv_n
+        unclipped = ratio <= 1.0 + clip_eps if advantage >= 0.0 else ratio >= 1.0 - clip_eps
+        grad_log_prob = -inv_n * advantage * ratio if unclipped else 0.0
+        for d in range(dims):
+            diff = actions[i, d] - mu[i, d]
+            inv_sigma = 1.0 / sigma[i, d]
+            inv_var = inv_sigma * inv_sigma
+            grad_mu[i, d] = grad_log_prob * diff * inv_var
+            grad_sigma[i, d] = grad_log_prob * (diff * diff * inv_var * inv_sigma - inv_sigma) \
+                - ent_coef * inv_n * inv_sigma
+        entropy_sum += entropy
+        kl_sum += (ratio - 1.0) - log_ratio
+        ratio_sum += ratio
+        if abs(ratio - 1.0) > clip_eps:
+            clipped_count += 1.0
+    stats[0] = entropy_sum * inv_n
+    stats[1] = kl_sum * inv_n
+    stats[2] = clipped_count * inv_n
+    stats[3] = ratio_sum * inv_n
+    return loss
+
+
+@dataclass
+class ActorLossInfo:
+    """Diagnostics of one actor-loss evaluation (all batch means)."""
+
+    loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    ratio: float
+    sigma_mean: float
+
+
+def actor_loss_terms(
+    policy: GaussianPolicy,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    old_log_prob: np.ndarray,
+    advantages: np.ndarray,
+    clip_eps: float,
+    ent_coef: float,
+) -> ActorLossInfo:
+    """Forward, loss and backward: leaves dL/dθ in ``policy.grad`` and returns the diagnostics.
+
+    obs (N, obs_dim), actions (N, D), old_log_prob (N,), advantages (N,).
+    """
+    mu, sigma = policy.forward(obs)
+    grad_mu = np.empty_like(mu)
+    grad_sigma = np.empty_like(sigma)
+    stats = np.zeros(4)
+    loss = clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
+                                  grad_mu, grad_sigma, stats)
+    policy.backward(grad_mu, grad_sigma)
+    return ActorLossInfo(float(loss), *map(float, stats), float(np.mean(sigma)))
+
+
+def actor_loss_and_grad(
+    policy: GaussianPolicy,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    old_log_prob: np.ndarray,
+    advantages: np.ndarray,
+    clip_eps: float,
+    ent_coef: float,
+) -> tuple[float, np.ndarray]:
+    """(L_actor, dL/dθ) with dL/dθ shaped like ``policy.params`` (a copy).
+
+    obs (N, obs_dim), actions (N, D) as sampled, old_log_prob (N,) of π_θold, advantages (N,).
+    """
+    args = [np.ascontiguousarray(x, dtype=policy.dtype) for x in (obs, actions, old_log_prob, advantages)]
+    info = actor_loss_terms(policy, *args, clip_eps, ent_coef)
+    return info.loss, policy.grad.copy()
+
+
+def critic_loss_terms(
+    critic: Critic,
+    obs: np.ndarray,
+    targets: np.ndarray,
+    old_values: np.ndarray | None = None,
+    value_clip: float | None = None,
+) -> float:
+    """Forward, loss and backward: leaves dL/dφ in ``critic.grad`` and returns L.
+
+    obs (N, obs_dim), targets (N,); with ``value_clip``, old_values (N,) are V_φold(obs).
+    """
+    values = critic.forward(obs)
+    n = values.shape[0]
+    error = values - targets
+    if value_clip is None:
+        loss = float(np.dot(error, error)) / n
+        grad_values = (2.0 / n) * error
+    else:
+        clipped_values = old_values + np.clip(values - old_values, -value_clip, value_clip)
+        clipped_error = clipped_values - targets
+        use_clipped = clipped_error**2 > error**2
+        loss = float(np.mean(np.where(use_clipped, clipped_error**2, error**2)))
+        # d V'/dV is 1 inside the clip range and 0 outside it
+        inside = np.abs(values - old_values) < value_clip
+        grad_values = (2.0 / n) * np.where(use_clipped, clipped_error * inside, error)
+    critic.backward(grad_values.astype(critic.dtype, copy=False))
+    return loss
+
+
+def critic_loss_and_grad(
+    critic: Critic,
+    obs: np.ndarray,
+    targets: np.ndarray,
+    old_values: np.ndarray | None = None,
+    value_clip: float | None = None,
+) -> tuple[float, np.ndarray]:
+    """(L_critic, dL/dφ) with dL/dφ shaped like ``critic.params`` (a copy); obs (N, obs_dim), targets (N,)."""
+    obs = np.ascontiguousarray(obs, dtype=critic.dtype)
+    targets = np.asarray(targets, dtype=critic.dtype)
+    if old_values is not None:
+        old_values = np.asarray(old_values, dtype=critic.dtype)
+    loss = critic_loss_terms(critic, obs, targets, old_values, value_clip)
+    return loss, critic.grad.copy()

@@ -1,0 +1,142 @@
+"""Activation functions: each value beside its derivative.
+
+Every activation is written three times, on purpose:
+
+* a scalar ``@njit`` pair (``_value`` / ``_derivative``) that the compiled kernels inline,
+* a plain NumPy reference (:class:`Activation.reference` / ``reference_derivative``) that the tests
+  compare the kernels against,
+* nothing else: layers call the two fused kernels :func:`bias_activation_forward` and
+  :func:`activation_backward`, which dispatch on an integer code so that one compiled signature
+  serves every activation (few signatures keep the first-run compile time short).
+
+The derivative is expressed through both the pre-activation ``z`` and the output ``y = f(z)``
+because several are cheapest from ``y`` (ELU: f'(z) = y + alpha for z <= 0; tanh: 1 - y^2).
+
+==========  ==============================  =============================================
+name        f(z)                            f'(z)
+==========  ==============================  =============================================
+identity    z                               1
+relu        max(z, 0)                       1 if z > 0 else 0
+elu         z if z > 0 else a(e^z - 1)      1 if z > 0 else a e^z = y + a
+softplus    log(1 + e^z)                    sigmoid(z) = 1 / (1 + e^-z)
+tanh        tanh(z)                         1 - y^2
+==========  ==============================  =============================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+IDENTITY, RELU, ELU, SOFTPLUS, TANH = 0, 1, 2, 3, 4
+CODES = {"identity": IDENTITY, "relu": RELU, "elu": ELU, "softplus": SOFTPLUS, "tanh": TANH}
+
+
+@njit(cache=True, inline="always")
+def _value(code: int, z: float, alpha: float) -> float:
+    if code == RELU:
+        return z if z > 0.0 else 0.0
+    if code == ELU:
+        return z if z > 0.0 else alpha * math.expm1(z)
+    if code == SOFTPLUS:
+        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    if code == TANH:
+        return math.tanh(z)
+    return z
+
+
+@njit(cache=True, inline="always")
+def _derivative(code: int, z: float, y: float, alpha: float) -> float:
+    if code == RELU:
+        return 1.0 if z > 0.0 else 0.0
+    if code == ELU:
+        return 1.0 if z > 0.0 else y + alpha
+    if code == SOFTPLUS:
+        if z >= 0.0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
+    if code == TANH:
+        return 1.0 - y * y
+    return 1.0
+
+
+@njit(cache=True)
+def bias_activation_forward(pre, bias, code, alpha, out):
+    """In place: ``pre += bias`` (broadcast over rows), then ``out = f(pre)``.
+
+    pre (batch, n) holds ``x @ W`` on entry and ``z = x @ W + b`` on exit; out (batch, n) gets y.
+    """
+    rows, cols = pre.shape
+    for i in range(rows):
+        for j in range(cols):
+            z = pre[i, j] + bias[j]
+            pre[i, j] = z
+            out[i, j] = _value(code, z, alpha)
+
+
+@njit(cache=True)
+def activation_backward(pre, out, grad_out, code, alpha, grad_pre):
+    """Chain rule through the activation: ``grad_pre = grad_out * f'(pre)``, all (batch, n)."""
+    rows, cols = pre.shape
+    for i in range(rows):
+        for j in range(cols):
+            grad_pre[i, j] = grad_out[i, j] * _derivative(code, pre[i, j], out[i, j], alpha)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation by name, with plain NumPy references for its value and derivative."""
+
+    name: str
+    alpha: float = 1.0  # ELU's negative saturation; unused by the others
+
+    def __post_init__(self) -> None:
+        if self.name not in CODES:
+            raise ValueError(f"unknown activation {self.name!r}: choose one of {sorted(CODES)}")
+
+    @property
+    def code(self) -> int:
+        return CODES[self.name]
+
+    def reference(self, z: np.ndarray) -> np.ndarray:
+        """f(z) in plain NumPy (the kernels' reference)."""
+        if self.name == "relu":
+            return np.maximum(z, 0.0)
+        if self.name == "elu":
+            return np.where(z > 0, z, self.alpha * np.expm1(np.minimum(z, 0.0)))
+        if self.name == "softplus":
+            return np.logaddexp(0.0, z)
+        if self.name == "tanh":
+            return np.tanh(z)
+        return z.copy()
+
+    def reference_derivative(self, z: np.ndarray) -> np.ndarray:
+        """f'(z) in plain NumPy, from z alone."""
+        if self.name == "relu":
+            return (z > 0).astype(z.dtype)
+        if self.name == "elu":
+            return np.where(z > 0, 1.0, self.alpha * np.exp(np.minimum(z, 0.0))).astype(z.dtype)
+        if self.name == "softplus":
+            return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(z.dtype)  # sigmoid without overflow
+        if self.name == "tanh":
+            return 1.0 - np.tanh(z) ** 2
+        return np.ones_like(z)
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        """f(z) through the compiled kernel; z (batch, n)."""
+        pre = np.array(z, copy=True)
+        out = np.empty_like(pre)
+        bias_activation_forward(pre, np.zeros(pre.shape[1], pre.dtype), self.code, self.alpha, out)
+        return out
+
+    def backward(self, z: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+        """grad_out * f'(z) through the compiled kernel; all (batch, n)."""
+        y = self.forward(z)
+        grad_pre = np.empty_like(y)
+        activation_backward(np.ascontiguousarray(z), y, grad_out, self.code, self.alpha, grad_pre)
+        return grad_pre

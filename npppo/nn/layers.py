@@ -1,0 +1,233 @@
+"""Dense layers and MLPs whose parameters are views into one flat vector.
+
+A :class:`Dense` layer computes ``y = f(x W + b)`` with ``x (batch, fan_in)``, ``W (fan_in, fan_out)``,
+``b (fan_out,)``. Its backward, from ``g = dL/dy (batch, fan_out)``:
+
+    dL/dz = g * f'(z)                    (element-wise; the activation kernel)
+    dL/dW = x^T dL/dz                    (fan_in, fan_out)
+    dL/db = sum over rows of dL/dz       (fan_out,)
+    dL/dx = dL/dz W^T                    (batch, fan_in)
+
+The matrix products go to BLAS; the bias add, the activation and its derivative are one fused
+Numba kernel each (:mod:`npppo.nn.activations`). Forward outputs live in buffers that the layer
+keeps per batch size, so the hot path allocates nothing: an output is valid until the next forward
+of the same layer with the same batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from numba import njit
+
+from npppo.nn.activations import Activation, _value, activation_backward, bias_activation_forward
+
+INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
+
+
+def init_weight(shape: tuple[int, int], scheme: str, rng: np.random.Generator, gain: float = 1.0) -> np.ndarray:
+    """A weight matrix drawn by ``scheme`` and multiplied by ``gain``; biases start at zero.
+
+    glorot_normal: N(0, 2 / (fan_in + fan_out)); glorot_uniform: U(±sqrt(6 / (fan_in + fan_out)));
+    he_normal: N(0, 2 / fan_in); orthogonal: the Q of a QR of a Gaussian matrix (Saxe et al. 2013).
+    """
+    fan_in, fan_out = shape
+    if scheme == "glorot_normal":
+        w = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+    elif scheme == "glorot_uniform":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=shape)
+    elif scheme == "he_normal":
+        w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+    elif scheme == "orthogonal":
+        a = rng.normal(size=(max(shape), min(shape)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))  # makes the draw uniform over orthogonal matrices
+        w = q if fan_in >= fan_out else q.T
+    else:
+        raise ValueError(f"unknown initialiser {scheme!r}: choose one of {list(INITIALISERS)}")
+    return gain * w
+
+
+class Dense:
+    """``y = f(x W + b)``; ``W`` and ``b`` (and their gradients) are views set by :meth:`bind`."""
+
+    def __init__(self, fan_in: int, fan_out: int, activation: Activation, name: str) -> None:
+        self.fan_in, self.fan_out, self.activation, self.name = fan_in, fan_out, activation, name
+        self.size = fan_in * fan_out + fan_out
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._x: np.ndarray | None = None
+
+    def bind(self, params: np.ndarray, grad: np.ndarray, offset: int) -> int:
+        """Make ``weight``, ``bias`` and their gradients views at ``offset``; return the next offset."""
+        w_end = offset + self.fan_in * self.fan_out
+        self.offset = offset
+        self.weight = params[offset:w_end].reshape(self.fan_in, self.fan_out)
+        self.bias = params[w_end : w_end + self.fan_out]
+        self.grad_weight = grad[offset:w_end].reshape(self.fan_in, self.fan_out)
+        self.grad_bias = grad[w_end : w_end + self.fan_out]
+        self._buffers.clear()
+        return w_end + self.fan_out
+
+    def _buffer(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        buffers = self._buffers.get(rows)
+        if buffers is None:
+            dtype = self.weight.dtype
+            buffers = (
+                np.empty((rows, self.fan_out), dtype),  # z, the pre-activation
+                np.empty((rows, self.fan_out), dtype),  # y
+                np.empty((rows, self.fan_out), dtype),  # dL/dz
+                np.empty((rows, self.fan_in), dtype),  # dL/dx
+            )
+            self._buffers[rows] = buffers
+        return buffers
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x (batch, fan_in) -> y (batch, fan_out), keeping x and z for the backward pass."""
+        pre, out, _, _ = self._buffer(x.shape[0])
+        np.matmul(x, self.weight, out=pre)
+        bias_activation_forward(pre, self.bias, self.activation.code, self.activation.alpha, out)
+        self._x = x
+        return out
+
+    def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """dL/dy (batch, fan_out) -> dL/dx (batch, fan_in); writes dL/dW and dL/db into the grad views."""
+        x = self._x
+        pre, out, grad_pre, grad_x = self._buffer(x.shape[0])
+        activation_backward(pre, out, grad_out, self.activation.code, self.activation.alpha, grad_pre)
+        np.matmul(x.T, grad_pre, out=self.grad_weight)
+        np.sum(grad_pre, axis=0, out=self.grad_bias)
+        if not need_input_grad:
+            return None
+        np.matmul(grad_pre, self.weight.T, out=grad_x)
+        return grad_x
+
+
+class MLP:
+    """A chain of :class:`Dense` layers: ``sizes = [in, h1, ..., out]``, one activation per layer."""
+
+    def __init__(self, sizes: Sequence[int], activations: Sequence[Activation], name: str) -> None:
+        if len(activations) != len(sizes) - 1:
+            raise ValueError(f"{name}: {len(sizes) - 1} layers need as many activations, got {len(activations)}")
+        self.name = name
+        self.layers = [
+            Dense(sizes[i], sizes[i + 1], activations[i], f"{name}.{i}") for i in range(len(sizes) - 1)
+        ]
+        self.size = sum(layer.size for layer in self.layers)
+
+    def bind(self, params: np.ndarray, grad: np.ndarray, offset: int) -> int:
+        for layer in self.layers:
+            offset = layer.bind(params, grad, offset)
+        return offset
+
+    def init(self, rng: np.random.Generator, scheme: str, output_gain: float = 1.0) -> None:
+        """Weights by ``scheme`` (the last layer's times ``output_gain``), biases zero."""
+        for i, layer in enumerate(self.layers):
+            gain = output_gain if i == len(self.layers) - 1 else 1.0
+            layer.weight[...] = init_weight(layer.weight.shape, scheme, rng, gain)
+            layer.bias[...] = 0.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad_out = self.layers[i].backward(grad_out, need_input_grad or i > 0)
+        return grad_out
+
+    def named_params(self) -> Iterator[tuple[str, np.ndarray]]:
+        for layer in self.layers:
+            yield f"{layer.name}.weight", layer.weight
+            yield f"{layer.name}.bias", layer.bias
+
+    def layout(self) -> np.ndarray:
+        """The compiled forward's description of this MLP: rows ``(offset, fan_in, fan_out, code)``."""
+        return np.array(
+            [(layer.offset, layer.fan_in, layer.fan_out, layer.activation.code) for layer in self.layers],
+            dtype=np.int64,
+        )
+
+    def alphas(self) -> np.ndarray:
+        return np.array([layer.activation.alpha for layer in self.layers], dtype=np.float64)
+
+
+class FlatModel:
+    """Owner of one flat parameter vector ``params`` and its gradient ``grad``, shared by named MLPs.
+
+    Subclasses list their MLPs (and any loose parameter vectors) in forward order; every weight and
+    bias is then a view into ``params`` and every gradient a view into ``grad``, so optimizers,
+    norm clipping, checkpoints and gradient checks all work on one array.
+    """
+
+    def __init__(self, parts: Sequence[MLP], extra: Sequence[tuple[str, int]] = (), dtype=np.float64) -> None:
+        self.parts = list(parts)
+        size = sum(p.size for p in self.parts) + sum(n for _, n in extra)
+        self.params = np.zeros(size, dtype=dtype)
+        self.grad = np.zeros(size, dtype=dtype)
+        offset = 0
+        self.part_ranges: dict[str, tuple[int, int]] = {}
+        for part in self.parts:
+            start = offset
+            offset = part.bind(self.params, self.grad, offset)
+            self.part_ranges[part.name] = (start, offset)
+        self.extra: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, n in extra:
+            self.extra[name] = (self.params[offset : offset + n], self.grad[offset : offset + n])
+            self.part_ranges[name] = (offset, offset + n)
+            offset += n
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params.dtype
+
+    def named_params(self) -> dict[str, np.ndarray]:
+        """Ordered name -> view into ``params``, in forward order (weight ``(fan_in, fan_out)``, then bias)."""
+        named = {}
+        for part in self.parts:
+            named.update(part.named_params())
+        named.update({name: view for name, (view, _) in self.extra.items()})
+        return named
+
+    def set_params(self, values: np.ndarray) -> None:
+        """Copy ``values`` into the flat vector (in place, so every view stays valid)."""
+        values = np.asarray(values)
+        if values.shape != self.params.shape:
+            raise ValueError(f"expected a parameter vector of shape {self.params.shape}, got {values.shape}")
+        self.params[...] = values
+
+
+@njit(cache=True)
+def forward_rows(params, layout, alphas, x, out):
+    """Compiled forward of one MLP, row by row: ``out[i] = mlp(x[i])``; for small batches (acting).
+
+    Same math as :meth:`MLP.forward`, but one call for the whole network: at batch 1 the per-layer
+    Python and BLAS call overhead would cost more than the arithmetic.
+    layout (layers, 4): offset, fan_in, fan_out, activation code; x (batch, in); out (batch, out).
+    """
+    width = 0
+    for k in range(layout.shape[0]):
+        width = max(width, layout[k, 1], layout[k, 2])
+    a = np.empty(width, params.dtype)
+    b = np.empty(width, params.dtype)
+    for i in range(x.shape[0]):
+        n_in = x.shape[1]
+        for j in range(n_in):
+            a[j] = x[i, j]
+        for k in range(layout.shape[0]):
+            offset, fan_in, fan_out, code = layout[k, 0], layout[k, 1], layout[k, 2], layout[k, 3]
+            bias = offset + fan_in * fan_out
+            for j in range(fan_out):
+                b[j] = params[bias + j]
+            for r in range(fan_in):
+                xr = a[r]
+                row = offset + r * fan_out
+                for j in range(fan_out):
+                    b[j] += xr * params[row + j]
+            for j in range(fan_out):
+                a[j] = _value(code, b[j], alphas[k])
+        for j in range(out.shape[1]):
+            out[i, j] = a[j]

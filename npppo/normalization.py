@@ -1,0 +1,39 @@
+"""Running mean and variance of observations, merged batch by batch (Chan et al. 1979).
+
+Merging a batch with mean m_b, variance v_b and count n_b into (m, v, n)::
+
+    δ = m_b - m,   N = n + n_b
+    m' = m + δ n_b / N
+    v' = (v n + v_b n_b + δ² n n_b / N) / N
+
+Observations are normalised as clip((x - m) / sqrt(v + 1e-8), -c, c).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RunningMeanStd:
+    """Mean and variance of everything seen so far; ``shape`` is one observation's shape."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0) -> None:
+        self.mean = np.zeros(shape)
+        self.var = np.ones(shape)
+        self.count = 0.0
+        self.clip = clip
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge a batch (n, *shape) into the statistics."""
+        n_b = batch.shape[0]
+        if n_b == 0:
+            return
+        mean_b, var_b = batch.mean(axis=0), batch.var(axis=0)
+        total = self.count + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * n_b / total
+        self.var = (self.var * self.count + var_b * n_b + delta**2 * self.count * n_b / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip)

@@ -1,0 +1,148 @@
+"""The actor: a shared trunk with a mean head and a standard-deviation head (SPEC §1).
+
+    h     = trunk(obs)                             obs (batch, obs_dim) -> h (batch, trunk_out)
+    mu    = mu_head(h)                             (batch, action_dim); ReLU (seed) or identity output
+    sigma = sigma_head(h) + sigma_min              ReLU (seed) or softplus output, floored
+      or  = exp(log_std)                           state-independent: one parameter per action dim
+
+Backward, from dL/dmu and dL/dsigma (batch, action_dim):
+
+    dL/dh = mu_head^T(dL/dmu) + sigma_head^T(dL/dsigma)     (the trunk feeds both heads)
+    dL/dlog_std_d = sum over rows of dL/dsigma_d * sigma_d   (state-independent sigma)
+
+The floor ``sigma_min`` is an additive constant, so it passes dL/dsigma through unchanged.
+Parameters are one flat vector, in forward order: trunk, mu head, then sigma head (or log_std).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+from npppo.nn.activations import Activation
+from npppo.nn.layers import MLP, FlatModel, forward_rows
+
+SIGMA_MODES = ("relu", "softplus", "state_independent")
+
+
+class GaussianPolicy(FlatModel):
+    """π(a|s;θ) = N(mu(s), diag(sigma(s)^2)) with the seed's two-headed network."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        trunk_sizes: Sequence[int] = (100, 80, 70),
+        head_sizes: Sequence[int] = (60, 50),
+        hidden_activation: str = "elu",
+        mu_activation: str = "relu",
+        sigma_mode: str = "relu",
+        sigma_min: float = 1e-3,
+        log_std_init: float = 0.0,
+        elu_alpha: float = 1.0,
+        init: str = "glorot_normal",
+        mu_output_gain: float = 1.0,
+        dtype=np.float64,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if sigma_mode not in SIGMA_MODES:
+            raise ValueError(f"unknown sigma_mode {sigma_mode!r}: choose one of {list(SIGMA_MODES)}")
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.sigma_mode, self.sigma_min = sigma_mode, float(sigma_min)
+        hidden = Activation(hidden_activation, elu_alpha)
+        trunk_sizes, head_sizes = list(trunk_sizes), list(head_sizes)
+        head = [trunk_sizes[-1], *head_sizes, action_dim]
+        self.trunk = MLP([obs_dim, *trunk_sizes], [hidden] * len(trunk_sizes), "trunk")
+        self.mu_head = MLP(head, [hidden] * len(head_sizes) + [Activation(mu_activation)], "mu_head")
+        parts, extra = [self.trunk, self.mu_head], []
+        if sigma_mode == "state_independent":
+            self.sigma_head = None
+            extra = [("log_std", action_dim)]
+        else:
+            sigma_out = Activation(sigma_mode)
+            self.sigma_head = MLP(head, [hidden] * len(head_sizes) + [sigma_out], "sigma_head")
+            parts.append(self.sigma_head)
+        super().__init__(parts, extra, dtype)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.trunk.init(rng, init)
+        self.mu_head.init(rng, init, mu_output_gain)
+        if self.sigma_head is not None:
+            self.sigma_head.init(rng, init)
+        else:
+            self.extra["log_std"][0][...] = log_std_init
+        self._compiled_layout = None
+
+    @property
+    def mu_range(self) -> tuple[int, int]:
+        """The flat-vector slice of the trunk and the mu head (the seed's mu-optimizer group)."""
+        return 0, self.part_ranges["mu_head"][1]
+
+    @property
+    def sigma_range(self) -> tuple[int, int]:
+        """The flat-vector slice of the sigma head or log_std (the seed's sigma-optimizer group)."""
+        return self.part_ranges["mu_head"][1], self.params.shape[0]
+
+    def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma), each (batch, action_dim), cached for :meth:`backward`.
+
+        mu is a layer buffer: valid until the next forward with the same batch size.
+        """
+        h = self.trunk.forward(obs)
+        mu = self.mu_head.forward(h)
+        if self.sigma_head is None:
+            log_std = self.extra["log_std"][0]
+            sigma = np.broadcast_to(np.exp(log_std), mu.shape).copy()
+        else:
+            sigma = self.sigma_head.forward(h) + self.dtype.type(self.sigma_min)
+        self._sigma = sigma
+        return mu, sigma
+
+    def backward(self, grad_mu: np.ndarray, grad_sigma: np.ndarray) -> None:
+        """Writes dL/dθ into ``self.grad`` from dL/dmu and dL/dsigma of the last :meth:`forward`."""
+        grad_h = self.mu_head.backward(grad_mu)
+        if self.sigma_head is None:
+            self.extra["log_std"][1][...] = np.sum(grad_sigma * self._sigma, axis=0)
+        else:
+            grad_h = grad_h + self.sigma_head.backward(grad_sigma)
+        self.trunk.backward(grad_h, need_input_grad=False)
+
+    def distribution(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) of π(·|obs), each (batch, action_dim), as fresh arrays."""
+        obs = np.atleast_2d(np.asarray(obs, dtype=self.dtype))
+        mu, sigma = self.forward(obs)
+        return mu.copy(), sigma.copy()
+
+    def distribution_rows(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) through one compiled call: faster than :meth:`distribution` for small batches."""
+        if self._compiled_layout is None:
+            sigma_layout = self.sigma_head.layout() if self.sigma_head else np.zeros((0, 4), np.int64)
+            sigma_alphas = self.sigma_head.alphas() if self.sigma_head else np.zeros(0)
+            log_std_offset = self.part_ranges.get("log_std", (-1, -1))[0]
+            self._compiled_layout = (
+                self.trunk.layout(), self.trunk.alphas(), self.mu_head.layout(), self.mu_head.alphas(),
+                sigma_layout, sigma_alphas, log_std_offset, self.trunk.layers[-1].fan_out,
+            )
+        obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=self.dtype)
+        mu = np.empty((obs.shape[0], self.action_dim), self.dtype)
+        sigma = np.empty_like(mu)
+        _policy_rows(self.params, *self._compiled_layout, self.sigma_min, obs, mu, sigma)
+        return mu, sigma
+
+
+@njit(cache=True)
+def _policy_rows(params, trunk, trunk_alphas, mu_head, mu_alphas, sigma_head, sigma_alphas,
+                 log_std_offset, trunk_out, sigma_min, obs, mu, sigma):
+    h = np.empty((obs.shape[0], trunk_out), params.dtype)
+    forward_rows(params, trunk, trunk_alphas, obs, h)
+    forward_rows(params, mu_head, mu_alphas, h, mu)
+    if log_std_offset >= 0:
+        for i in range(obs.shape[0]):
+            for d in range(mu.shape[1]):
+                sigma[i, d] = np.exp(params[log_std_offset + d])
+    else:
+        forward_rows(params, sigma_head, sigma_alphas, h, sigma)
+        for i in range(obs.shape[0]):
+            for d in range(mu.shape[1]):
+                sigma[i, d] += sigma_min

@@ -1,0 +1,99 @@
+"""Critic targets and advantages over a batch of episodes stored back to back.
+
+A batch of T steps holds whole episodes (or episode pieces) one after the other. Per step t:
+``rewards[t]``, ``values[t] = V(s_t)``, ``episode_ends[t]`` (True at each episode's last step) and
+``end_values[t]``, read only where an episode ends: the value of what follows it,
+``V(s_final)`` when the episode was truncated (or cut by the batch) and ``0`` when it terminated,
+since nothing follows a terminal state.
+
+n-step returns (the seed's critic targets), with e the index of t's episode's last step::
+
+    G_t = sum_{k=0}^{m-1} γ^k r_{t+k} + γ^m V_next,     m = min(n, e + 1 - t)
+    V_next = values[t+m] inside the episode, end_values[e] when t+m runs past its end.
+
+GAE(λ) (Schulman et al. 2016)::
+
+    δ_t = r_t + γ V(s_{t+1}) - V(s_t),        V(s_{t+1}) = end_values[t] at an episode's end
+    Â_t = δ_t + γλ Â_{t+1}  (Â restarts at each episode's end);   returns G_t = Â_t + V(s_t)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def n_step_returns(rewards, values, episode_ends, end_values, gamma, n):
+    """G (T,) of n-step returns, O(T n): each window's discounted sum is added up directly (n is small)."""
+    steps = rewards.shape[0]
+    returns = np.empty(steps, np.float64)
+    gamma_n = gamma**n
+    end = steps - 1
+    for t in range(steps - 1, -1, -1):
+        if episode_ends[t]:
+            end = t
+        horizon = min(n, end + 1 - t)
+        total = 0.0
+        discount = 1.0
+        for k in range(horizon):
+            total += discount * rewards[t + k]
+            discount *= gamma
+        if horizon == n and t + n <= end:
+            total += gamma_n * values[t + n]
+        else:
+            total += discount * end_values[end]
+        returns[t] = total
+    return returns
+
+
+@njit(cache=True)
+def gae_advantages(rewards, values, episode_ends, end_values, gamma, lam):
+    """Â (T,) of GAE(λ); the λ-returns are Â + values."""
+    steps = rewards.shape[0]
+    advantages = np.empty(steps, np.float64)
+    running = 0.0
+    for t in range(steps - 1, -1, -1):
+        if episode_ends[t]:
+            next_value = end_values[t]
+            running = 0.0
+        else:
+            next_value = values[t + 1]
+        delta = rewards[t] + gamma * next_value - values[t]
+        running = delta + gamma * lam * running
+        advantages[t] = running
+    return advantages
+
+
+def normalize(advantages: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """(A - mean(A)) / (std(A) + eps) over the batch."""
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+def reference_n_step_returns(rewards, values, episode_ends, end_values, gamma, n):
+    """Plain-Python n-step returns, straight from the definition (for the tests)."""
+    steps = len(rewards)
+    ends = [t for t in range(steps) if episode_ends[t]]
+    out = np.empty(steps)
+    for t in range(steps):
+        e = next(e for e in ends if e >= t)
+        m = min(n, e + 1 - t)
+        g = sum(gamma**k * rewards[t + k] for k in range(m))
+        bootstrap = values[t + m] if t + m <= e else end_values[e]
+        out[t] = g + gamma**m * bootstrap
+    return out
+
+
+def reference_gae(rewards, values, episode_ends, end_values, gamma, lam):
+    """Plain-Python GAE as the λ-weighted sum of δs to the episode's end (for the tests)."""
+    steps = len(rewards)
+    ends = [t for t in range(steps) if episode_ends[t]]
+    deltas = [
+        rewards[t] + gamma * (end_values[t] if episode_ends[t] else values[t + 1]) - values[t]
+        for t in range(steps)
+    ]
+    out = np.empty(steps)
+    for t in range(steps):
+        e = next(e for e in ends if e >= t)
+        out[t] = sum((gamma * lam) ** (k - t) * deltas[k] for k in range(t, e + 1))
+    return out
