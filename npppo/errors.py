@@ -15,7 +15,7 @@ class ConfigError(NpppoError, ValueError):
     """A configuration value is missing, malformed or out of range (the message names the field)."""
 
 
-class EnvironmentError(NpppoError):  # noqa: A001 - the public name the API promises
+class EnvironmentError(NpppoError):  # the public name the API promises (shadows the builtin inside npppo.errors only)
     """The environment cannot be used: unknown id, unsupported spaces, or non-finite observations/rewards."""
 
 

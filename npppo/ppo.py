@@ -270,7 +270,7 @@ class PPO:
         if not math.isfinite(loss) or not all(map(math.isfinite, norms)):
             raise TrainingError(
                 f"iteration {self.iteration}: the {'actor' if 'mu' in groups else 'critic'} loss ({loss}) or its "
-                f"gradient norms {dict(zip(groups, norms))} became non-finite; lower the learning rate or "
+                f"gradient norms {dict(zip(groups, norms, strict=True))} became non-finite; lower the learning rate or "
                 "enable gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
             )
         for group in groups:

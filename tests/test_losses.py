@@ -1,0 +1,164 @@
+"""Actor and critic losses: gradients through the whole networks against finite differences (float64)."""
+
+import numpy as np
+import pytest
+
+from npppo.critic import Critic
+from npppo.distributions import log_prob
+from npppo.gradcheck import gradcheck
+from npppo.losses import actor_loss_and_grad, clipped_surrogate_grad, critic_loss_and_grad
+from npppo.policy import GaussianPolicy
+
+CLIP = 0.2
+
+
+def preactivations(model, forward, obs):
+    forward(obs)
+    return [layer._buffer(obs.shape[0])[0] for part in model.parts for layer in part.layers
+            if layer.activation.name == "relu"]
+
+
+def away_from_kinks(model, forward, obs, margin=1e-3):
+    """The rows of obs at which no ReLU pre-activation lies within ``margin`` of its kink at 0."""
+    keep = np.ones(obs.shape[0], bool)
+    for pre in preactivations(model, forward, obs):
+        keep &= np.min(np.abs(pre), axis=1) > margin
+    return obs[keep]
+
+
+def min_abs_preactivation(model, forward, obs) -> float:
+    return min((float(np.min(np.abs(pre))) for pre in preactivations(model, forward, obs)), default=np.inf)
+
+
+def spread_indices(model, per_tensor=12, seed=0):
+    """Some flat indices from every weight and bias, so that each layer is checked."""
+    rng = np.random.default_rng(seed)
+    indices = []
+    base = model.params.__array_interface__["data"][0]
+    for view in model.named_params().values():
+        start = (view.__array_interface__["data"][0] - base) // view.itemsize
+        indices.extend(start + rng.choice(view.size, size=min(per_tensor, view.size), replace=False))
+    return np.array(sorted(indices))
+
+
+def actor_problem(sigma_mode="softplus", mu_activation="identity", seed=0, ratios=None):
+    """A float64 seed-shaped policy with actions sampled from it and chosen probability ratios."""
+    rng = np.random.default_rng(seed)
+    policy = GaussianPolicy(5, 2, sigma_mode=sigma_mode, mu_activation=mu_activation, sigma_min=0.3,
+                            rng=np.random.default_rng(seed + 1))
+    obs = away_from_kinks(policy, policy.forward, rng.normal(size=(4 * len(ratios), 5)))[: len(ratios)]
+    mu, sigma = policy.distribution(obs)
+    actions = mu + sigma * rng.normal(size=mu.shape)
+    # old log-probs that put each ratio r = π/π_old at the chosen value
+    old_log_prob = log_prob(actions, mu, sigma) - np.log(ratios)
+    advantages = np.where(np.arange(len(ratios)) % 2 == 0, 1.0, -1.0) * rng.uniform(0.5, 2.0, len(ratios))
+    return policy, obs, actions, old_log_prob, advantages
+
+
+# ratios on both sides of the clip range [0.8, 1.2] and inside it, none near its edges
+RATIOS = np.array([0.5, 0.6, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.5, 2.0, 0.7, 1.3])
+
+
+@pytest.mark.parametrize("sigma_mode", ["softplus", "relu", "state_independent"])
+def test_actor_loss_gradient_matches_finite_differences(sigma_mode):
+    policy, obs, actions, old_log_prob, advantages = actor_problem(sigma_mode, ratios=RATIOS)
+    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.05)
+    assert min_abs_preactivation(policy, policy.forward, obs) > 1e-3
+
+    def f():
+        return actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.05)[0]
+
+    result = gradcheck(f, policy.params, grad, indices=spread_indices(policy))
+    assert result.max_rel_error < 1e-6, result
+
+
+def test_actor_loss_gradient_of_the_seed_network_with_relu_outputs():
+    policy, obs, actions, old_log_prob, advantages = actor_problem("relu", "relu", seed=3, ratios=RATIOS)
+    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 1.0)
+    assert min_abs_preactivation(policy, policy.forward, obs) > 1e-3
+
+    def f():
+        return actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 1.0)[0]
+
+    result = gradcheck(f, policy.params, grad, indices=spread_indices(policy, seed=1))
+    assert result.max_rel_error < 1e-6, result
+
+
+def surrogate_grad(ratio, advantage):
+    """d L / d log π for one sample (N = 1) from the fused kernel."""
+    actions = np.zeros((1, 1))
+    mu = np.zeros((1, 1))
+    sigma = np.ones((1, 1))
+    logp = float(log_prob(actions, mu, sigma)[0])
+    grad_mu, grad_sigma, stats = np.empty((1, 1)), np.empty((1, 1)), np.zeros(4)
+    loss = clipped_surrogate_grad(actions, mu, sigma, np.array([logp - np.log(ratio)]), np.array([advantage]),
+                                  CLIP, 0.0, grad_mu, grad_sigma, stats)
+    # at a = mu, sigma = 1: d log π / d sigma = -1, so dL/dsigma = -dL/dlog π
+    return loss, -grad_sigma[0, 0], stats
+
+
+@pytest.mark.parametrize(
+    ("ratio", "advantage", "gradient_flows"),
+    [
+        (1.1, 1.0, True),  # inside the clip range
+        (1.5, 1.0, False),  # A > 0 and r > 1 + eps: clipped, no gradient
+        (0.5, 1.0, True),  # A > 0 and r < 1 - eps: the unclipped term is the minimum
+        (0.5, -1.0, False),  # A < 0 and r < 1 - eps: clipped
+        (1.5, -1.0, True),  # A < 0 and r > 1 + eps: the unclipped term is the minimum
+    ],
+)
+def test_clipped_surrogate_on_both_sides_of_the_clip(ratio, advantage, gradient_flows):
+    loss, grad_log_prob, stats = surrogate_grad(ratio, advantage)
+    clipped = np.clip(ratio, 1 - CLIP, 1 + CLIP)
+    assert loss == pytest.approx(-min(ratio * advantage, clipped * advantage), rel=1e-12)
+    expected = -advantage * ratio if gradient_flows else 0.0
+    assert grad_log_prob == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert stats[2] == (1.0 if abs(ratio - 1) > CLIP else 0.0)  # clip fraction
+
+
+def test_approx_kl_is_zero_when_policies_agree():
+    _, _, stats = surrogate_grad(1.0, 1.0)
+    assert stats[1] == pytest.approx(0.0, abs=1e-15)
+    assert stats[3] == pytest.approx(1.0, rel=1e-15)
+
+
+def critic_problem(seed=0, batch=10):
+    rng = np.random.default_rng(seed)
+    critic = Critic(6, rng=np.random.default_rng(seed + 1))
+    obs = away_from_kinks(critic, critic.forward, rng.normal(size=(20 * batch, 6)))[:batch]
+    assert obs.shape[0] == batch
+    targets = rng.normal(size=batch)  # a loss of order 1 keeps round-off small
+    return critic, obs, targets
+
+
+def test_critic_loss_gradient_matches_finite_differences():
+    critic, obs, targets = critic_problem()
+    loss, grad = critic_loss_and_grad(critic, obs, targets)
+    assert min_abs_preactivation(critic, critic.forward, obs) > 1e-3
+    assert loss == pytest.approx(np.mean((critic.value(obs) - targets) ** 2), rel=1e-12)
+    result = gradcheck(lambda: critic_loss_and_grad(critic, obs, targets)[0], critic.params, grad,
+                       indices=spread_indices(critic))
+    assert result.max_rel_error < 1e-6, result
+
+
+def test_clipped_critic_loss_gradient_matches_finite_differences():
+    critic, obs, targets = critic_problem(seed=4)
+    values = critic.value(obs)
+    # old values on both sides, none within the finite-difference step of the clip edge
+    old_values = values + np.where(np.arange(values.size) % 2 == 0, 0.5, -0.05)
+    _, grad = critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.2)
+
+    def f():
+        return critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.2)[0]
+
+    result = gradcheck(f, critic.params, grad, indices=spread_indices(critic, seed=2))
+    assert result.max_rel_error < 1e-6, result
+
+
+def test_loss_functions_return_gradients_shaped_like_params():
+    policy, obs, actions, old_log_prob, advantages = actor_problem(ratios=RATIOS)
+    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.0)
+    assert grad.shape == policy.params.shape
+    critic, obs, targets = critic_problem()
+    _, grad = critic_loss_and_grad(critic, obs, targets)
+    assert grad.shape == critic.params.shape

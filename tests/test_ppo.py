@@ -1,0 +1,125 @@
+"""The PPO agent on real Gymnasium environments: shapes, schedules, reproducibility, learning."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from npppo import PPO, PPOConfig, presets
+
+
+def tiny(**changes) -> PPOConfig:
+    """A seed-shaped config small enough for tests that take seconds."""
+    values = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[16, 16], head_sizes=[8], critic_sizes=[16, 16],
+                  actor_epochs=2, critic_epochs=2, mu_activation="identity")
+    values.update(changes)
+    return presets.get("seed").replace(**values)
+
+
+def test_seed_network_shapes_on_the_seed_pictures_sizes():
+    # the seed's pictures: obs_dim 8, action_dim 1 (here LunarLander's 8 observations, 2 actions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = PPO("LunarLanderContinuous-v3", presets.get("seed"), seed=0)
+    shapes = {name: view.shape for name, view in agent.policy.named_params().items()}
+    expected_actor = [
+        ("trunk.0", 8, 100), ("trunk.1", 100, 80), ("trunk.2", 80, 70),
+        ("mu_head.0", 70, 60), ("mu_head.1", 60, 50), ("mu_head.2", 50, 2),
+        ("sigma_head.0", 70, 60), ("sigma_head.1", 60, 50), ("sigma_head.2", 50, 2),
+    ]
+    assert list(shapes) == [f"{n}.{k}" for n, _, _ in expected_actor for k in ("weight", "bias")]
+    for name, fan_in, fan_out in expected_actor:
+        assert shapes[f"{name}.weight"] == (fan_in, fan_out)
+        assert shapes[f"{name}.bias"] == (fan_out,)
+    critic_shapes = [view.shape for name, view in agent.critic.named_params().items() if name.endswith("weight")]
+    assert critic_shapes == [(8, 100), (100, 100), (100, 100), (100, 80), (80, 40), (40, 1)]
+    assert all(np.all(view == 0) for name, view in agent.policy.named_params().items() if name.endswith("bias"))
+
+
+def test_seed_optimizer_groups_cover_the_actor():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = PPO("Pendulum-v1", presets.get("seed"), seed=0)
+    mu, sigma = agent.optimizers["mu"], agent.optimizers["sigma"]
+    assert (mu.start, mu.stop, sigma.start, sigma.stop) == (0, agent.policy.part_ranges["mu_head"][1],
+                                                           agent.policy.part_ranges["sigma_head"][0],
+                                                           agent.policy.params.size)
+    assert all(o.kind == "sgd" and o.lr == 1e-4 and o.momentum == 0.9 and o.max_grad_norm == 1.0
+               for o in agent.optimizers.values())
+
+
+def test_relu_mean_on_a_negative_action_space_warns_once():
+    with pytest.warns(UserWarning, match="cannot go below 0"):
+        PPO("Pendulum-v1", presets.get("seed"), seed=0)
+
+
+def test_entropy_coefficient_runs_from_start_to_end_over_the_run():
+    agent = PPO("Pendulum-v1", tiny(), seed=0)  # 2 episodes of 200 steps per iteration
+    history = agent.learn(total_steps=2000)
+    coefs = [m["ent_coef"] for m in history]
+    assert len(history) == 5
+    assert coefs[0] == pytest.approx(1.0)
+    assert coefs[-1] == pytest.approx(0.005)
+    assert np.all(np.diff(coefs) < 0)
+
+
+def test_same_seed_gives_identical_parameters_and_another_seed_does_not():
+    def train(seed):
+        agent = PPO("Pendulum-v1", tiny(), seed=seed)
+        agent.learn(total_steps=800)
+        return agent.policy.params.copy(), agent.critic.params.copy()
+
+    a, b, c = train(3), train(3), train(4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_learn_counts_steps_across_calls_and_reports_metrics():
+    agent = PPO("Pendulum-v1", tiny(), seed=0)
+    first = agent.learn(total_steps=400)
+    second = agent.learn(total_steps=800)
+    assert [m["steps"] for m in first + second] == [400, 800]
+    assert agent.learn(total_steps=800) == []  # already there
+    for key in ("return_mean", "actor_loss", "critic_loss", "approx_kl", "clip_fraction", "entropy", "sigma_mean",
+                "explained_variance", "grad_norm_mu", "grad_norm_sigma", "grad_norm_critic", "steps_per_s"):
+        assert np.isfinite(second[0][key]), key
+
+
+@pytest.mark.parametrize("changes", [
+    dict(advantage="gae", batch_size=64, optimizer="adam", lr_schedule="linear"),
+    dict(sigma_mode="state_independent", normalize_obs=True, value_clip=0.5, target_kl=0.01),
+    dict(sigma_mode="softplus", dtype="float64", episodes_per_batch=None, steps_per_batch=300),
+])
+def test_options_train_without_error(changes):
+    agent = PPO("Pendulum-v1", tiny(**changes), seed=0)
+    history = agent.learn(total_steps=600)
+    assert history[-1]["steps"] >= 600
+    assert np.all(np.isfinite(agent.policy.params))
+
+
+def test_seed_preset_runs_an_iteration_on_lunar_lander():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = PPO("LunarLanderContinuous-v3", presets.get("seed").replace(episodes_per_batch=4, num_envs=4), seed=0)
+    metrics = agent.learn(total_steps=1)[0]
+    assert metrics["episodes"] == 4 and np.isfinite(metrics["critic_loss"])
+
+
+def test_act_is_deterministic_and_within_bounds():
+    agent = PPO("Pendulum-v1", tiny(mu_output_gain=50.0), seed=0)
+    obs = np.random.default_rng(0).normal(size=(20, 3))
+    actions = agent.act(obs)
+    assert actions.shape == (20, 1)
+    assert np.all(np.abs(actions) <= 2.0)
+    np.testing.assert_array_equal(agent.act(obs[0]), actions[0])
+    sampled = agent.act(obs, deterministic=False)
+    assert not np.array_equal(sampled, actions)
+
+
+def test_pendulum_preset_improves_the_return_within_a_short_run():
+    agent = PPO("Pendulum-v1", presets.get("pendulum"), seed=0)
+    before, _ = agent.evaluate(episodes=5)
+    agent.learn(total_steps=40_000)
+    after, _ = agent.evaluate(episodes=5)
+    assert after > before + 300, (before, after)
