@@ -32,10 +32,11 @@ from numba import njit
 
 @njit(cache=True)
 def l2_norm(x):
-    """sqrt(sum(x^2)), accumulated in float64."""
+    """sqrt(sum(x^2)), squared and accumulated in float64."""
     total = 0.0
     for i in range(x.shape[0]):
-        total += float(x[i]) * float(x[i])
+        value = np.float64(x[i])  # Numba's float() keeps a float32 a float32: the square would round
+        total += value * value
     return math.sqrt(total)
 
 
