@@ -3,7 +3,8 @@
 Layout (format version 1):
 
 * ``__npppo__``: the JSON metadata (format version, config, seed, env id, sizes, iteration, step
-  count, RNG state) as a 0-d unicode array;
+  count, RNG state and, when written by the command line, the run's options under ``"run"``) as a
+  0-d unicode array;
 * every array of :meth:`npppo.PPO.state_arrays` under its name (parameters, optimizer states,
   observation statistics, action bounds).
 
@@ -29,13 +30,31 @@ FORMAT_VERSION = 1
 META_KEY = "__npppo__"
 
 
-def save_checkpoint(agent, path: str | Path) -> Path:
-    """Write ``agent``'s full training state to ``path`` (atomically); returns the path."""
+def save_checkpoint(agent, path: str | Path, run: dict[str, Any] | None = None) -> Path:
+    """Write ``agent``'s full training state to ``path`` (atomically); returns the path.
+
+    ``run`` (optional, JSON-able) is stored in the metadata under ``"run"``: the command line keeps
+    the run's target step count and options there, so that ``--resume`` can finish the same run.
+    """
+    return write_checkpoint(path, *snapshot(agent), run=run)
+
+
+def snapshot(agent) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, metadata) of ``agent``'s training state as independent copies: a snapshot taken after
+    an iteration stays valid while training goes on, so it can be written later (e.g. on Ctrl-C)."""
+    arrays = {name: np.array(value, copy=True) for name, value in agent.state_arrays().items()}
+    return arrays, json.loads(json.dumps(agent.state_meta()))
+
+
+def write_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                     run: dict[str, Any] | None = None) -> Path:
+    """Write a snapshot (from :func:`snapshot`) as a checkpoint at ``path``, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "npppo-checkpoint", "format_version": FORMAT_VERSION, **agent.state_meta()}
-    arrays = {**agent.state_arrays(), META_KEY: np.array(json.dumps(meta))}
-    write_npz_atomic(path, arrays)
+    meta = {"format": "npppo-checkpoint", "format_version": FORMAT_VERSION, **meta}
+    if run is not None:
+        meta["run"] = run
+    write_npz_atomic(path, {**arrays, META_KEY: np.array(json.dumps(meta))})
     return path
 
 
@@ -63,8 +82,23 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
-    if path.stat().st_size == 0:
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    if not head:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was never written completely")
+    if head.startswith(b"\x93NUMPY"):
+        try:
+            np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise CheckpointError(
+                f"checkpoint {path} holds pickled objects, which npppo refuses to load (a pickle can run "
+                "arbitrary code); npppo checkpoints are plain arrays"
+            ) from exc
+        except (OSError, EOFError) as exc:
+            raise CheckpointError(f"{path} is a truncated .npy file, not an npppo checkpoint: {exc}") from exc
+        raise CheckpointError(f"{path} is a single .npy array, not an npppo checkpoint (.npz)")
+    if not head.startswith(b"PK"):
+        raise CheckpointError(f"{path} is not an .npz file (it starts with {head!r}): not an npppo checkpoint")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if META_KEY not in npz.files:
@@ -76,14 +110,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except CheckpointError:
         raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
+        if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
             raise CheckpointError(
                 f"checkpoint {path} holds pickled objects, which npppo refuses to load (a pickle can run "
                 "arbitrary code); npppo checkpoints are plain arrays"
             ) from exc
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from exc
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not an .npz file: {exc}") from exc
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (not a readable .npz): {exc}") from exc
     try:
         meta = json.loads(str(arrays.pop(META_KEY)))
     except json.JSONDecodeError as exc:
@@ -108,7 +142,8 @@ def load_checkpoint(path: str | Path, env=None):
     try:
         config = PPOConfig.from_dict(meta["config"])
         spaces = (int(meta["obs_dim"]), int(meta["action_dim"]), arrays["action_low"], arrays["action_high"])
-    except (KeyError, ConfigError) as exc:
+        seed = int(meta["seed"])
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or its config is invalid: {exc}") from exc
     env_spec = env if env is not None else meta.get("env_id")
     if env is not None:
@@ -121,10 +156,10 @@ def load_checkpoint(path: str | Path, env=None):
                 f"({action_dim},)"
             )
         env_spec = instance if not isinstance(env, str) and not callable(env) else env
-    agent = PPO(None, config, seed=int(meta["seed"]), _spaces=spaces)
+    agent = PPO(None, config, seed=seed, _spaces=spaces)
     agent.env_spec, agent.env_id = env_spec, meta.get("env_id")
     try:
         agent.load_state(arrays, meta)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {exc}") from exc
     return agent

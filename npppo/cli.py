@@ -1,0 +1,356 @@
+"""The ``npppo`` command: train, evaluate, plot and benchmark from a shell.
+
+    npppo train                                  # the tuned pendulum preset on Pendulum-v1
+    npppo train --preset lunarlander --seed 1    # LunarLanderContinuous-v3 (pip install 'npppo[box2d]')
+    npppo train --resume runs/Pendulum-v1-pendulum-0-20250101-120000
+    npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000
+    npppo plot runs/Pendulum-v1-pendulum-*  --out pendulum.png
+    npppo bench
+
+A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``progress.csv`` (one
+row of metrics per iteration), ``checkpoint.npz`` (the full training state, rewritten atomically
+every ``--checkpoint-every`` iterations, at the end and on Ctrl-C) and, once finished, ``model.npz``.
+Errors in the input (SPEC §6) print as one line ``npppo: error: ...`` and exit with status 1;
+Ctrl-C exits with status 130 after saving the last completed iteration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from npppo.errors import CheckpointError, ConfigError, NpppoError
+
+DEFAULT_PRESET = "pendulum"
+DEFAULT_STEPS = 100_000
+RUN_FILES = ("checkpoint.npz", "model.npz", "progress.csv", "config.json")
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+
+
+# ---------------------------------------------------------------------------------------- parsing
+def _count(text: str) -> int:
+    """A positive integer; accepts 20000, 20_000 and 2e4."""
+    try:
+        value = float(text.replace("_", "")) if any(c in text.lower() for c in ".e") else int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="npppo", formatter_class=formatter,
+        description="Proximal Policy Optimization for continuous control, in NumPy + Numba.",
+        epilog="examples:\n  npppo train\n  npppo eval runs/<run>\n  npppo plot runs/<run> runs/<other run>\n"
+               "  npppo train --help     (and likewise for eval, plot, bench)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,bench}")
+    commands.required = True
+
+    train = commands.add_parser(
+        "train", formatter_class=formatter, help="train a policy (default: the pendulum preset on Pendulum-v1)",
+        description="Train a policy, showing progress; writes progress.csv, config.json and checkpoints.",
+        epilog="examples:\n"
+               "  npppo train                                   # pendulum preset, Pendulum-v1, 100k steps\n"
+               "  npppo train --steps 20000 --out runs/quick    # a short run into a chosen folder\n"
+               "  npppo train --preset seed --seed 3            # the seed's system, exactly\n"
+               "  npppo train --preset lunarlander              # needs: pip install 'npppo[box2d]'\n"
+               "  npppo train --config runs/quick/config.json --env MountainCarContinuous-v0\n"
+               "  npppo train --resume runs/quick               # continue an interrupted run exactly\n"
+               "  npppo train --resume runs/quick --steps 200000  # ... or extend a finished one\n\n"
+               "Ctrl-C saves a checkpoint of the last completed iteration; --resume continues from it.",
+    )
+    train.add_argument("--env", metavar="ID", help="Gymnasium id (default: the preset's environment)")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--preset", metavar="NAME", help=f"a named config (default: {DEFAULT_PRESET})")
+    source.add_argument("--config", metavar="FILE", type=Path,
+                        help="a JSON config: PPOConfig fields, or a preset-style {env, steps, config}")
+    train.add_argument("--steps", type=_count, metavar="N",
+                       help="env steps in all (default: the preset's, 100000 for pendulum)")
+    train.add_argument("--seed", type=_seed, metavar="S", help="run seed (default: 0)")
+    train.add_argument("--out", type=Path, metavar="DIR",
+                       help="run folder (default: runs/<env>-<preset>-<seed>-<YYYYmmdd-HHMMSS>)")
+    train.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps)")
+    train.add_argument("--checkpoint-every", type=_count, default=10, metavar="N",
+                       help="rewrite checkpoint.npz every N iterations (default: 10)")
+    train.add_argument("--threads", type=_count, default=1, metavar="N", help="BLAS threads (default: 1)")
+
+    evaluate = commands.add_parser(
+        "eval", formatter_class=formatter, help="mean ± std return of a saved policy",
+        description="Run the deterministic policy (the mean action) for some episodes; print mean ± std return.",
+        epilog="examples:\n"
+               "  npppo eval runs/quick                   # the run's model.npz (or checkpoint.npz)\n"
+               "  npppo eval runs/quick/model.npz --episodes 50\n"
+               "  npppo eval runs/quick --render --episodes 3",
+    )
+    evaluate.add_argument("path", type=Path, metavar="PATH", help="a run folder or a .npz checkpoint")
+    evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
+    evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
+    evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
+
+    plot = commands.add_parser(
+        "plot", formatter_class=formatter, help="learning curves of runs to a PNG (needs matplotlib)",
+        description="Plot mean episode return against env steps from each run's progress.csv; several "
+                    "runs are drawn as their mean with a min-max band.",
+        epilog="examples:\n"
+               "  npppo plot runs/quick                           # writes runs/quick/returns.png\n"
+               "  npppo plot runs/pendulum-s0 runs/pendulum-s1 runs/pendulum-s2 --out pendulum.png",
+    )
+    plot.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run folders")
+    plot.add_argument("--out", type=Path, metavar="PNG",
+                      help="image file (default: DIR/returns.png for one run, returns.png for several)")
+
+    commands.add_parser(
+        "bench", formatter_class=formatter, add_help=False, help="performance figures (npppo bench --help)",
+        description="Forwards its arguments to npppo.bench.", epilog="example:\n  npppo bench",
+    )
+    return parser
+
+
+# ---------------------------------------------------------------------------------------- train
+def load_config_file(path: Path):
+    """(PPOConfig, env id or None, steps or None) from a plain PPOConfig JSON or a preset-style file."""
+    from npppo.config import PPOConfig
+
+    try:
+        values = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
+    if isinstance(values, dict) and isinstance(values.get("config"), dict):
+        return PPOConfig.from_dict(values["config"]), values.get("env"), values.get("steps")
+    return PPOConfig.from_dict(values), None, None
+
+
+def holds_run(folder: Path) -> list[str]:
+    """The run files already in ``folder``."""
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
+    from npppo.threads import set_num_threads
+
+    set_num_threads(args.threads)
+    if args.resume is not None:
+        agent, out, run, resumed_at = _resume(args)
+    else:
+        agent, out, run = _fresh(args)
+        resumed_at = None
+    from npppo.progress import ProgressCSV, ProgressLine
+
+    total = run["total_steps"]
+    checkpoint, model = out / "checkpoint.npz", out / "model.npz"
+    print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps"
+          + (f", resumed at iteration {resumed_at}" if resumed_at is not None else "") + f" -> {out}/")
+    print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
+    created = [] if resumed_at is not None else [out / "config.json", out / "progress.csv"]
+    made_folder = not out.exists()
+    if resumed_at is None:
+        out.mkdir(parents=True, exist_ok=True)
+        agent.config.to_json(out / "config.json")
+    log = ProgressCSV(out / "progress.csv", keep_until=agent.iteration if resumed_at is not None else None)
+    line = ProgressLine(total, agent.num_timesteps)
+    last = {"snapshot": None, "saved_iteration": resumed_at}
+
+    def after_iteration(agent, metrics: dict[str, Any]) -> None:
+        log.append(metrics)
+        last["snapshot"] = snapshot(agent)
+        if agent.iteration % args.checkpoint_every == 0:
+            write_checkpoint(checkpoint, *last["snapshot"], run=run)
+            last["saved_iteration"] = agent.iteration
+        line.update(metrics)
+
+    try:
+        agent.learn(total, callback=after_iteration)
+    except KeyboardInterrupt:
+        line.close()
+        if last["snapshot"] is None:
+            _remove(created, out if made_folder else None)
+            print("npppo: interrupted before the first iteration completed; nothing saved"
+                  + (f" ({checkpoint} is unchanged)" if resumed_at is not None else ""), file=sys.stderr)
+            return INTERRUPTED
+        arrays, meta = last["snapshot"]
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
+        try:
+            write_checkpoint(checkpoint, arrays, meta, run=run)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        print(f"npppo: interrupted; saved iteration {meta['iteration']} ({meta['num_timesteps']:,} env steps) "
+              f"to {checkpoint}; resume with: npppo train --resume {out}", file=sys.stderr)
+        return INTERRUPTED
+    except NpppoError as exc:
+        line.close()
+        if last["saved_iteration"] is None:
+            _remove(created, out if made_folder else None)
+            raise type(exc)(f"{exc} (nothing was saved)") from exc
+        raise type(exc)(f"{exc} (last good checkpoint: {checkpoint}, iteration {last['saved_iteration']})") from exc
+    line.close()
+    final = snapshot(agent)
+    write_checkpoint(checkpoint, *final, run=run)
+    write_checkpoint(model, *final, run=run)
+    read_checkpoint(model)  # what was written reads back
+    mean, std = agent.evaluate(episodes=10)
+    print(f"evaluation: return {mean:.1f} ± {std:.1f} over 10 episodes (deterministic policy, {run['env']})")
+    print(f"saved: {model} (the policy), {checkpoint}, {out / 'progress.csv'}, {out / 'config.json'}")
+    print(f"next:  npppo eval {out}   |   npppo plot {out}")
+    return 0
+
+
+def _fresh(args: argparse.Namespace):
+    from npppo import presets
+    from npppo.ppo import PPO
+
+    if args.config is not None:
+        config, env, steps = load_config_file(args.config)
+        preset_name = args.config.stem
+        env = args.env or env
+        if env is None:
+            raise ConfigError(f"config file {args.config} names no environment: pass --env ID")
+    else:
+        preset_name = args.preset or DEFAULT_PRESET
+        preset = presets.get_dict(preset_name)
+        config = presets.get(preset_name)
+        env, steps = args.env or preset["env"], preset.get("steps")
+    total = args.steps or steps or DEFAULT_STEPS
+    seed = args.seed if args.seed is not None else 0
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{env.replace('/', '_')}-{preset_name}-{seed}-{stamp}"
+    existing = holds_run(out)
+    if existing:
+        raise NpppoError(
+            f"--out {out} already holds a run ({', '.join(existing)}): continue it with "
+            f"`npppo train --resume {out}`, or choose another --out"
+        )
+    agent = PPO(env, config, seed=seed)  # unknown ids and unsupported spaces fail here, before any file
+    run = {"env": env, "preset": preset_name, "total_steps": int(total)}
+    return agent, out, run
+
+
+def _resume(args: argparse.Namespace):
+    from npppo.checkpoint import load_checkpoint, read_checkpoint
+
+    for flag in ("preset", "config", "seed", "out"):
+        if getattr(args, flag) is not None:
+            raise NpppoError(f"--resume continues the saved run with its own settings: drop --{flag}")
+    out = args.resume
+    checkpoint = out / "checkpoint.npz"
+    if not checkpoint.exists():
+        raise CheckpointError(f"{out} holds no checkpoint.npz to resume from")
+    _, meta = read_checkpoint(checkpoint)
+    run = dict(meta.get("run") or {})
+    env = args.env or run.get("env") or meta.get("env_id")
+    run.update(env=env, preset=run.get("preset", "?"))
+    run["total_steps"] = int(args.steps or run.get("total_steps") or DEFAULT_STEPS)
+    agent = load_checkpoint(checkpoint, env=env)
+    return agent, out, run, agent.iteration
+
+
+def _remove(paths: list[Path], folder: Path | None) -> None:
+    """Remove what a run that saved nothing created (and ``folder`` if now empty), so it can start again."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if folder is not None:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: leave it
+
+
+# ---------------------------------------------------------------------------------------- eval, plot, bench
+def eval_command(args: argparse.Namespace) -> int:
+    from npppo.checkpoint import load_checkpoint
+
+    path = args.path
+    if path.is_dir():
+        candidates = [path / "model.npz", path / "checkpoint.npz"]
+        found = [p for p in candidates if p.exists()]
+        if not found:
+            raise CheckpointError(f"{path} holds neither model.npz nor checkpoint.npz")
+        path = found[0]
+    agent = load_checkpoint(path, env=args.env)
+    env = args.env or agent.env_id
+    if args.render:
+        import gymnasium as gym
+
+        def eval_env():
+            return gym.make(env, render_mode="human")
+    else:
+        eval_env = env
+    mean, std = agent.evaluate(episodes=args.episodes, env=eval_env)
+    print(f"{path} on {env}: return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
+          f"(deterministic policy, iteration {agent.iteration}, {agent.num_timesteps:,} env steps)")
+    return 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    from npppo.plotting import plot_runs
+
+    out = args.out or (args.dirs[0] / "returns.png" if len(args.dirs) == 1 else Path("returns.png"))
+    print(f"npppo: wrote {plot_runs(args.dirs, out)}")
+    return 0
+
+
+def bench_command(argv: list[str]) -> int:
+    import importlib
+
+    try:
+        bench = importlib.import_module("npppo.bench")
+    except ModuleNotFoundError as exc:
+        if exc.name != "npppo.bench":
+            raise
+        raise NpppoError("this npppo has no benchmark module (npppo/bench.py) yet") from None
+    status = bench.main(argv)
+    return int(status or 0)
+
+
+# ---------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    """The console script: returns the exit status (0 ok, 1 an npppo error, 2 bad usage, 130 Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            if argv[:1] == ["bench"]:
+                return bench_command(argv[1:])
+            args = build_parser().parse_args(argv)
+            command = {"train": train_command, "eval": eval_command, "plot": plot_command}[args.command]
+            return command(args)
+        except NpppoError as exc:
+            print(f"npppo: error: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"npppo: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("npppo: interrupted", file=sys.stderr)
+            return INTERRUPTED
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"npppo: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Learning curves from ``progress.csv``: mean episode return against env steps.
+
+One run is drawn as its curve; several runs (e.g. seeds) as their mean with a min-max band, each run
+faint behind it. The curves are interpolated onto a common grid of env steps (whole-episode batches
+end at slightly different step counts in different runs). Matplotlib is an optional extra:
+``pip install 'npppo[plot]'``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from npppo.errors import NpppoError
+from npppo.progress import read_progress
+
+
+def load_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps, mean episode return), each (iterations,), of the run in ``run_dir``."""
+    path = Path(run_dir)
+    path = path / "progress.csv" if path.is_dir() else path
+    if not path.is_file():
+        raise NpppoError(f"{path} does not exist: pass run folders written by `npppo train`")
+    rows, fields = read_progress(path)
+    missing = {"steps", "return_mean"} - set(fields)
+    if missing:
+        raise NpppoError(f"{path} has no column(s) {sorted(missing)}: it is not an npppo progress.csv")
+    steps = np.array([float(row["steps"]) for row in rows])
+    returns = np.array([float(row["return_mean"]) if row["return_mean"] else math.nan for row in rows])
+    keep = np.isfinite(returns)  # fixed-step batches can end an iteration with no finished episode
+    if not np.any(keep):
+        raise NpppoError(f"{path} has no finished episodes yet: nothing to plot")
+    return steps[keep], returns[keep]
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """Draw the runs' learning curves into the PNG ``out``; returns its path."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise NpppoError("plotting needs matplotlib, an optional extra: pip install 'npppo[plot]'") from exc
+    curves = [load_curve(d) for d in run_dirs]
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
+    if len(curves) == 1:
+        steps, returns = curves[0]
+        axes.plot(steps, returns, color="C0", label=Path(run_dirs[0]).name)
+    else:
+        end = min(steps[-1] for steps, _ in curves)
+        start = max(steps[0] for steps, _ in curves)
+        grid = np.linspace(start, end, 200)
+        stacked = np.array([np.interp(grid, steps, returns) for steps, returns in curves])
+        for steps, returns in curves:
+            axes.plot(steps, returns, color="C0", alpha=0.2, linewidth=0.8)
+        axes.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), color="C0", alpha=0.2,
+                          label="min-max")
+        axes.plot(grid, stacked.mean(axis=0), color="C0", linewidth=2, label=f"mean of {len(curves)} runs")
+    axes.set_xlabel("env steps")
+    axes.set_ylabel("mean episode return")
+    axes.set_title(title or ", ".join(Path(d).name for d in run_dirs[:3]) + (" ..." if len(run_dirs) > 3 else ""),
+                   fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    plt.close(figure)
+    return out

@@ -1,0 +1,92 @@
+"""What a training run shows and records while it runs: the live progress line and ``progress.csv``.
+
+The progress line reads ``iter 12  steps 24,000/100,000  return -812.3  2,150 steps/s  left 0:00:35``.
+On a terminal it is one line rewritten in place (carriage return); otherwise (a log file, a pipe)
+each iteration prints a plain line.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class ProgressLine:
+    """Prints one status line per iteration; steps/s and time left are measured over this session."""
+
+    def __init__(self, total_steps: int, start_steps: int = 0, stream: TextIO | None = None) -> None:
+        self.total_steps, self.start_steps = total_steps, start_steps
+        self.stream = stream if stream is not None else sys.stdout
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.perf_counter()
+        self._width = 0
+
+    def update(self, metrics: dict[str, Any]) -> None:
+        steps = int(metrics["steps"])
+        elapsed = time.perf_counter() - self.started
+        rate = (steps - self.start_steps) / elapsed if elapsed > 0 else math.nan
+        left = (self.total_steps - steps) / rate if rate > 0 else math.nan
+        line = (
+            f"iter {metrics['iteration']:>4}  steps {steps:,}/{self.total_steps:,}  "
+            f"return {metrics['return_mean']:9.1f}  {rate:,.0f} steps/s  left {format_duration(left)}"
+        )
+        if self.live:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the live line (so that what is printed next starts on a line of its own)."""
+        if self.live and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+
+
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss``, or ``?`` when not known yet."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressCSV:
+    """``progress.csv``: one row per iteration, one column per metric of :meth:`npppo.PPO.learn`.
+
+    Appending to an existing file (a resumed run) keeps its header and first drops the rows of
+    iterations after ``keep_until`` (work done after the checkpoint being resumed from).
+    """
+
+    def __init__(self, path: str | Path, keep_until: int | None = None) -> None:
+        self.path = Path(path)
+        self.fields: list[str] | None = None
+        if keep_until is not None and self.path.is_file():
+            rows, self.fields = read_progress(self.path)
+            with open(self.path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, self.fields)
+                writer.writeheader()
+                writer.writerows(row for row in rows if int(float(row["iteration"])) <= keep_until)
+
+    def append(self, metrics: dict[str, Any]) -> None:
+        new_file = self.fields is None
+        if new_file:
+            self.fields = list(metrics)
+        with open(self.path, "a" if not new_file else "w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.fields, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(metrics)
+
+
+def read_progress(path: str | Path) -> tuple[list[dict[str, str]], list[str]]:
+    """(rows, column names) of a ``progress.csv``."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader), list(reader.fieldnames or [])

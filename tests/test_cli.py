@@ -1,0 +1,226 @@
+"""The ``npppo`` command line: train / eval / plot / bench, progress output, Ctrl-C and --resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import numpy as np
+import pytest
+
+from npppo import PPOConfig, presets
+from npppo.checkpoint import read_checkpoint
+from npppo.cli import _fresh, build_parser, main
+from npppo.progress import ProgressLine, read_progress
+from npppo.threads import ENV_VARS
+
+ENV_ID = "ShortPendulumForCliTests-v0"  # Pendulum-v1 cut to 20-step episodes
+TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
+            mu_activation="identity", sigma_mode="state_independent", normalize_obs=True)
+STEPS_PER_ITERATION = 40
+REGISTER = textwrap.dedent(f"""
+    import time
+    import gymnasium as gym
+
+    class Slow(gym.Wrapper):  # slow enough that a test can interrupt the run half-way
+        def step(self, action):
+            time.sleep(SLEEP)
+            return self.env.step(action)
+
+    if "{ENV_ID}" not in gym.registry:
+        gym.register("{ENV_ID}", entry_point=lambda **_: Slow(gym.make("Pendulum-v1", max_episode_steps=20)))
+""")
+
+
+@pytest.fixture(autouse=True)
+def short_pendulum():
+    exec(REGISTER, {"SLEEP": 0.0})
+    environment = {name: os.environ.get(name) for name in ENV_VARS}
+    yield
+    for name, value in environment.items():  # `train --threads` sets these: give them back
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(presets.get("pendulum").replace(**TINY).to_json())
+    return str(path)
+
+
+def train(tiny_config, out, *extra: str) -> int:
+    return main(["train", "--env", ENV_ID, "--config", tiny_config, "--out", str(out), *extra])
+
+
+def test_train_writes_progress_config_and_checkpoints(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "120", "--checkpoint-every", "2") == 0
+    printed = capsys.readouterr().out
+    assert "evaluation: return" in printed and "over 10 episodes" in printed and str(out / "model.npz") in printed
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json", "model.npz", "progress.csv"]
+    rows, fields = read_progress(out / "progress.csv")
+    assert [int(row["iteration"]) for row in rows] == [1, 2, 3]
+    assert {"steps", "return_mean", "approx_kl", "explained_variance", "steps_per_s"} <= set(fields)
+    assert PPOConfig.from_json(out / "config.json") == presets.get("pendulum").replace(**TINY)
+    _, meta = read_checkpoint(out / "checkpoint.npz")
+    assert meta["iteration"] == 3 and meta["run"] == {"env": ENV_ID, "preset": "tiny", "total_steps": 120}
+    assert "iter    3  steps 120/120" in printed  # not a terminal: one plain line per iteration
+
+
+def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    agent, out, run = _fresh(build_parser().parse_args(["train"]))
+    assert run == {"env": "Pendulum-v1", "preset": "pendulum", "total_steps": 100_000}
+    assert agent.config == presets.get("pendulum") and agent.seed == 0
+    assert out.parent.name == "runs" and out.name.startswith("Pendulum-v1-pendulum-0-")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("preset, steps", [("pendulum", 100_000), ("seed", 400_000), ("lunarlander", 1_000_000)])
+def test_each_preset_has_a_default_step_count(preset, steps):
+    assert presets.get_dict(preset)["steps"] == steps
+
+
+def test_resume_with_more_steps_extends_a_finished_run(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "80") == 0
+    assert main(["train", "--resume", str(out), "--steps", "160"]) == 0
+    assert "resumed at iteration 2" in capsys.readouterr().out
+    rows, _ = read_progress(out / "progress.csv")
+    assert [int(row["iteration"]) for row in rows] == [1, 2, 3, 4]
+    assert read_checkpoint(out / "model.npz")[1]["run"]["total_steps"] == 160
+
+
+def test_resume_refuses_settings_that_would_change_the_run(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "40") == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--seed", "4"]) == 1
+    assert "drop --seed" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_the_last_iteration_and_resume_finishes_the_run_exactly(tmp_path, tiny_config):
+    iterations = 40
+    total = str(iterations * STEPS_PER_ITERATION)
+    script = tmp_path / "train_slowly.py"
+    script.write_text("SLEEP = 0.002\n" + REGISTER + "import sys\nfrom npppo.cli import main\nsys.exit(main())\n")
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, str(script), "train", "--env", ENV_ID, "--config", tiny_config, "--out", str(interrupted),
+         "--steps", total, "--checkpoint-every", "1000", "--seed", "7"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    progress = interrupted / "progress.csv"
+    deadline = time.monotonic() + 60
+    while not (progress.exists() and len(progress.read_text().splitlines()) > 3):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert f"resume with: npppo train --resume {interrupted}" in stderr.strip().splitlines()[-1]
+    _, meta = read_checkpoint(interrupted / "checkpoint.npz")
+    rows, _ = read_progress(progress)
+    assert 3 <= meta["iteration"] < iterations and len(rows) - meta["iteration"] in (0, 1)
+
+    assert main(["train", "--resume", str(interrupted)]) == 0
+    straight = tmp_path / "straight"
+    assert train(tiny_config, straight, "--steps", total, "--seed", "7") == 0
+    resumed_model, _ = read_checkpoint(interrupted / "model.npz")
+    straight_model, _ = read_checkpoint(straight / "model.npz")
+    for name in ("policy.params", "critic.params", "obs_rms.mean", "obs_rms.var"):
+        assert np.array_equal(resumed_model[name], straight_model[name]), name
+    resumed_rows, _ = read_progress(progress)
+    straight_rows, _ = read_progress(straight / "progress.csv")
+    assert [r["return_mean"] for r in resumed_rows] == [r["return_mean"] for r in straight_rows]
+
+
+def test_eval_prints_mean_and_std_of_the_deterministic_policy(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "40") == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out / 'model.npz'} on {ENV_ID}: return " in printed and "± " in printed and "over 3 episodes" in printed
+
+
+def fake_run(folder, seed: int):
+    folder.mkdir()
+    steps = np.arange(1, 21) * 200 + seed * 10  # runs end their batches at slightly different steps
+    returns = -1500 + 60 * np.arange(20) + 30 * np.random.default_rng(seed).standard_normal(20)
+    rows = [f"{i + 1},{s},{r}" for i, (s, r) in enumerate(zip(steps, returns, strict=True))]
+    lines = ["iteration,steps,return_mean", *rows]
+    (folder / "progress.csv").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def test_plot_draws_one_or_several_runs_to_a_png(tmp_path, capsys):
+    runs = [fake_run(tmp_path / f"run{seed}", seed) for seed in range(3)]
+    assert main(["plot", runs[0]]) == 0
+    assert (tmp_path / "run0" / "returns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", *runs, "--out", str(tmp_path / "all.png")]) == 0
+    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {tmp_path / 'all.png'}" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert main(["plot", fake_run(tmp_path / "run", 0)]) == 1
+    assert "pip install 'npppo[plot]'" in capsys.readouterr().err
+
+
+def test_plot_of_a_folder_without_progress_is_one_line_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "progress.csv does not exist" in capsys.readouterr().err
+
+
+def test_bench_forwards_its_arguments(monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "npppo.bench", types.SimpleNamespace(main=lambda argv: calls.append(argv)))
+    assert main(["bench", "--quick", "--help"]) == 0
+    assert calls == [["--quick", "--help"]]
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "plot"])
+def test_each_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--help"])
+    assert caught.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_progress_line_rewrites_itself_on_a_terminal_and_prints_lines_otherwise():
+    metrics = [{"iteration": i, "steps": 100 * i, "return_mean": -500.0 + i} for i in (1, 2)]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, live in ((Terminal(), True), (io.StringIO(), False)):
+        line = ProgressLine(200, stream=stream)
+        for m in metrics:
+            line.update(m)
+        line.close()
+        text = stream.getvalue()
+        assert ("\r" in text) == live
+        assert text.count("\n") == (1 if live else 2)
+        assert "steps 200/200" in text and "return    -498.0" in text and "steps/s" in text and "left" in text
+
+
+def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
+    preset_like = {"env": ENV_ID, "steps": 80, "config": presets.get("pendulum").replace(**TINY).to_dict()}
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(preset_like))
+    _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
+    assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80}

@@ -1,0 +1,89 @@
+"""npppo.inference: acting from a checkpoint with NumPy alone gives the agent's own actions."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from npppo import PPO, presets
+from npppo.inference import Policy
+
+SEED_LIKE = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8, 7], head_sizes=[6], critic_sizes=[8, 5])
+TUNED_LIKE = dict(SEED_LIKE, actor_activation="tanh", mu_activation="identity", sigma_mode="state_independent",
+                  critic_activation="tanh", normalize_obs=True, optimizer="adam")
+
+
+def short_pendulum():
+    return gym.make("Pendulum-v1", max_episode_steps=30)
+
+
+def trained_agent(tmp_path: Path, dtype: str, **changes) -> tuple[PPO, Path]:
+    config = presets.get("seed").replace(dtype=dtype, **changes)
+    agent = PPO(short_pendulum, config, seed=1)
+    agent.learn(120)  # two iterations: parameters and observation statistics move away from their start
+    return agent, agent.save(tmp_path / "model.npz")
+
+
+def observations(n: int = 16) -> np.ndarray:
+    return np.random.default_rng(0).uniform([-1, -1, -8], [1, 1, 8], size=(n, 3))
+
+
+@pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
+@pytest.mark.parametrize("changes", [SEED_LIKE, dict(SEED_LIKE, sigma_mode="softplus", actor_activation="elu",
+                                                     elu_alpha=0.5), TUNED_LIKE], ids=["seed", "softplus", "tuned"])
+@pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-10, 1e-12), ("float32", 1e-4, 1e-5)])
+def test_policy_matches_the_agent(tmp_path, changes, dtype, rtol, atol):
+    agent, path = trained_agent(tmp_path, dtype, **changes)
+    policy = Policy.load(path)
+    obs = observations()
+    assert np.allclose(policy.act(obs), agent.act(obs), rtol=rtol, atol=atol)
+    assert np.allclose(policy.act(obs[0]), agent.act(obs[0]), rtol=rtol, atol=atol)
+    mu, sigma = agent.policy.distribution(agent.normalize_obs(obs))
+    assert np.allclose(policy.distribution(obs)[0], mu, rtol=rtol, atol=atol)
+    assert np.allclose(policy.distribution(obs)[1], sigma, rtol=rtol, atol=atol)
+    assert np.allclose(policy.value(obs), agent.value(obs), rtol=rtol, atol=atol)
+    assert isinstance(policy.value(obs[0]), float)
+
+
+@pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
+def test_sampled_actions_are_clipped_and_reproducible(tmp_path):
+    _, path = trained_agent(tmp_path, "float64", **TUNED_LIKE)
+    policy = Policy.load(path)
+    obs = observations(64)
+    first = policy.act(obs, deterministic=False, rng=np.random.default_rng(5))
+    again = policy.act(obs, deterministic=False, rng=np.random.default_rng(5))
+    assert np.array_equal(first, again)
+    assert np.all(first >= -2.0) and np.all(first <= 2.0)
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        policy.act(np.zeros(4))
+
+
+def test_importing_inference_loads_neither_numba_nor_gymnasium():
+    code = (
+        "import sys, npppo.inference\n"
+        "heavy = sorted(m for m in ('numba', 'gymnasium', 'npppo.ppo') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_module_works_as_a_copied_single_file(tmp_path):
+    _, path = trained_agent(tmp_path, "float32", **TUNED_LIKE)
+    source = Path(__file__).parents[1] / "npppo" / "inference.py"
+    spec = importlib.util.spec_from_file_location("standalone_inference", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    obs = observations()
+    assert np.array_equal(module.Policy.load(path).act(obs), Policy.load(path).act(obs))
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not an npppo checkpoint"):
+        Policy.load(tmp_path / "other.npz")
