@@ -28,6 +28,7 @@ from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, env_name, make_env
 from npppo.errors import EnvironmentError, TrainingError
 from npppo.losses import actor_loss_terms, critic_loss_terms
+from npppo.nn.layers import forward_rows
 from npppo.normalization import RunningMeanStd
 from npppo.optim import Optimizer, l2_norm
 from npppo.policy import GaussianPolicy
@@ -82,6 +83,11 @@ class PPO:
         self.last_batch_steps = 0
         self.history: list[dict[str, Any]] = []
         self._act_rng = np.random.default_rng([self.seed, 0xAC7])
+        self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
+        self._no_noise = np.zeros((0, self.action_dim))
+        self._no_obs_stats = np.zeros((0, self.obs_dim))
+        self._critic_layout: tuple[np.ndarray, np.ndarray] | None = None
+        self._obs_stats_cache: tuple | None = None  # (mean, var, count, stats) of the last _obs_stats
         self._collector: Collector | None = None
         self._episodes_started = 0  # fixed-step batches: episodes begun before a restore
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
@@ -144,14 +150,36 @@ class PPO:
         """
         obs = np.asarray(obs, dtype=np.float64)
         single = obs.ndim == 1
-        mu, sigma = self.policy.distribution_rows(self.normalize_obs(obs.reshape(-1, self.obs_dim)))
-        actions = mu if deterministic else mu + sigma * self._act_rng.standard_normal(mu.shape)
-        actions = np.clip(actions, self.action_low, self.action_high)
+        obs = obs.reshape(-1, self.obs_dim)
+        # one compiled call (normalise, forward, sample, clip): NumPy's per-call overheads would
+        # cost more than the network at batch 1 (docs/performance.md)
+        noise = self._no_noise if deterministic else self._act_rng.standard_normal((obs.shape[0], self.action_dim))
+        actions = self.policy.act_rows(obs, self._obs_stats(), self.config.obs_clip, noise, self._action_bounds)
         return actions[0] if single else actions
+
+    def _obs_stats(self) -> np.ndarray:
+        """(mean, sqrt(var + 1e-8)) of the observation normalisation as one (2, obs_dim) array, or an
+        empty (0, obs_dim) one without normalisation; rebuilt only when the statistics change."""
+        if self.obs_rms is None:
+            return self._no_obs_stats
+        mean, var, count = self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count
+        cached = self._obs_stats_cache
+        if cached is None or cached[0] is not mean or cached[1] is not var or cached[2] != count:
+            cached = self._obs_stats_cache = (mean, var, count, np.stack([mean, np.sqrt(var + 1e-8)]))
+        return cached[3]
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """V(obs) for raw observations (k, obs_dim) -> (k,)."""
-        return self.critic.value(self.normalize_obs(np.atleast_2d(obs)))
+        obs = self.normalize_obs(np.atleast_2d(obs))
+        if obs.shape[0] > 16:
+            return self.critic.value(obs)
+        # small batches row by row in one compiled call (six BLAS calls cost more than the work);
+        # the sums run in another order than a batched product's, so the last bit may differ
+        if self._critic_layout is None:
+            self._critic_layout = (self.critic.mlp.layout(), self.critic.mlp.alphas())
+        values = np.empty((obs.shape[0], 1), self.dtype)
+        forward_rows(self.critic.params, *self._critic_layout, obs, values)
+        return values[:, 0]
 
     # ------------------------------------------------------------------ training
     def learn(self, total_steps: int, callback: Callback | None = None) -> list[dict[str, Any]]:
@@ -163,7 +191,15 @@ class PPO:
             raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
         history = []
         while self.num_timesteps < total_steps:
-            metrics = self.train_iteration(total_steps)
+            try:
+                metrics = self.train_iteration(total_steps)
+            except (ZeroDivisionError, OverflowError) as exc:  # raised by compiled kernels (Python error model)
+                raise TrainingError(
+                    f"iteration {self.iteration}: the loss or its gradient became non-finite (the parameters "
+                    f"diverged: {type(exc).__name__} '{exc}' in a compiled kernel, e.g. sigma reached 0); lower "
+                    "the learning rate or enable gradient-norm scaling (max_grad_norm); the last saved "
+                    "checkpoint is unchanged"
+                ) from exc
             history.append(metrics)
             if callback is not None and callback(self, metrics) is False:
                 break

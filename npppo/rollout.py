@@ -23,16 +23,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
-from npppo.distributions import gaussian_log_prob
+from npppo.distributions import HALF_LOG_2PI, reference_log_prob
 from npppo.errors import EnvironmentError
 
 PolicyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def episode_seed(run_seed: int, iteration: int, episode: int) -> int:
-    """The reset seed of episode ``episode`` of iteration ``iteration`` (a 31-bit integer)."""
-    return int(np.random.SeedSequence([run_seed, iteration, episode]).generate_state(1)[0] >> 1)
+    """The reset seed of episode ``episode`` of iteration ``iteration`` (a 31-bit integer).
+
+    ``iteration = -1`` stands for fixed-step batches, whose episodes run across iterations; it maps
+    to its own stream 2**32 - 1 because SeedSequence accepts non-negative entropy only.
+    """
+    stream = iteration if iteration >= 0 else 2**32 - 1
+    return int(np.random.SeedSequence([run_seed, stream, episode]).generate_state(1)[0] >> 1)
 
 
 @dataclass
@@ -55,16 +61,60 @@ class Batch:
         return self.rewards.shape[0]
 
 
-class _Segment:
-    """The steps one environment has taken since its segment began."""
+@njit(cache=True)
+def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
+    """Fused rollout step: ``actions = mu + sigma * noise`` (float64), their log π, and the clipped
+    ``env_actions = clip(actions, low, high)``; mu, sigma (k, D) in the policy's dtype, noise,
+    actions, env_actions (k, D) float64, low, high (D,), log_prob (k,).
 
-    __slots__ = ("actions", "log_prob", "obs", "rewards")
+    One compiled call instead of five NumPy ones per rollout step (the arithmetic is the same as
+    :func:`reference_sample_actions`, in float64 whatever the policy's dtype).
+    """
+    for i in range(mu.shape[0]):
+        total = 0.0
+        for d in range(mu.shape[1]):
+            m = np.float64(mu[i, d])
+            s = np.float64(sigma[i, d])
+            a = m + s * noise[i, d]
+            actions[i, d] = a
+            env_actions[i, d] = min(max(a, low[d]), high[d])
+            z = (a - m) / s
+            total += -0.5 * z * z - math.log(s) - HALF_LOG_2PI
+        log_prob[i] = total
 
-    def __init__(self) -> None:
-        self.obs: list[np.ndarray] = []
-        self.actions: list[np.ndarray] = []
-        self.log_prob: list[float] = []
-        self.rewards: list[float] = []
+
+def reference_sample_actions(mu, sigma, noise, low, high):
+    """(actions, env_actions, log_prob) of :func:`sample_actions` in plain NumPy (for the tests)."""
+    mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)
+    actions = mu + sigma * noise
+    return actions, np.clip(actions, low, high), reference_log_prob(actions, mu, sigma)
+
+
+class _Steps:
+    """The steps of one batch in the order they were taken (all environments interleaved), in flat
+    arrays that grow by doubling: a rollout step writes its k rows with a few slice assignments
+    instead of appending k small arrays to k Python lists."""
+
+    def __init__(self, obs_dim: int, action_dim: int, capacity: int = 1024) -> None:
+        self.size = 0
+        self.obs = np.empty((capacity, obs_dim))
+        self.actions = np.empty((capacity, action_dim))
+        self.log_prob = np.empty(capacity)
+        self.rewards = np.empty(capacity)
+        self.segment = np.empty(capacity, np.int64)  # which segment each step belongs to
+
+    def reserve(self, k: int) -> int:
+        """Make room for k more steps; returns the first row."""
+        if self.size + k > self.rewards.shape[0]:
+            capacity = max(2 * self.rewards.shape[0], self.size + k)
+            for name in ("obs", "actions", "log_prob", "rewards", "segment"):
+                old = getattr(self, name)
+                new = np.empty((capacity, *old.shape[1:]), old.dtype)
+                new[: self.size] = old[: self.size]
+                setattr(self, name, new)
+        start = self.size
+        self.size += k
+        return start
 
 
 class Collector:
@@ -72,10 +122,11 @@ class Collector:
 
     def __init__(self, envs: list, action_low: np.ndarray, action_high: np.ndarray, run_seed: int) -> None:
         self.envs = envs
-        self.action_low, self.action_high = action_low, action_high
+        self.action_low = np.asarray(action_low, np.float64)
+        self.action_high = np.asarray(action_high, np.float64)
         self.run_seed = run_seed
         self.obs_dim = envs[0].observation_space.shape[0]
-        self.action_dim = action_low.shape[0]
+        self.action_dim = self.action_low.shape[0]
         self.total_steps = 0  # env steps taken so far in the run (for error messages)
         # the state that persists across fixed-step batches
         self.episodes_started = 0
@@ -85,17 +136,23 @@ class Collector:
 
     def _check_obs(self, obs: np.ndarray, env_index: int) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
-        if obs.shape != (self.obs_dim,):
+        self._check_shape(obs, env_index)
+        if not np.all(np.isfinite(obs)):
+            self._non_finite(obs, env_index, self.total_steps)
+        return obs
+
+    def _check_shape(self, obs, env_index: int) -> None:
+        if np.shape(obs) != (self.obs_dim,):
             raise EnvironmentError(
-                f"environment {env_index} returned an observation of shape {obs.shape}, expected "
+                f"environment {env_index} returned an observation of shape {np.shape(obs)}, expected "
                 f"({self.obs_dim},): wrap it in gymnasium.wrappers.FlattenObservation"
             )
-        if not np.all(np.isfinite(obs)):
-            raise EnvironmentError(
-                f"environment {env_index} returned a non-finite observation {obs.tolist()} at env step "
-                f"{self.total_steps}: check the environment (npppo cannot learn from NaN or inf)"
-            )
-        return obs
+
+    def _non_finite(self, obs: np.ndarray, env_index: int, step: int) -> None:
+        raise EnvironmentError(
+            f"environment {env_index} returned a non-finite observation {np.asarray(obs).tolist()} at env "
+            f"step {step}: check the environment (npppo cannot learn from NaN or inf)"
+        )
 
     def _reset(self, env_index: int, seed: int) -> np.ndarray:
         obs, _ = self.envs[env_index].reset(seed=seed)
@@ -128,20 +185,29 @@ class Collector:
             steps_left = np.full(n_envs, n_steps // n_envs, np.int64)
             steps_left[: n_steps % n_envs] += 1
         active = [i for i in range(n_active) if steps_left is None or steps_left[i] > 0]
-        segments = [_Segment() for _ in range(n_envs)]
-        finished: list[tuple[_Segment, np.ndarray, bool]] = []
+        steps = _Steps(self.obs_dim, self.action_dim)
+        segment_of = list(range(n_envs))  # the id of each environment's current segment
+        next_segment = n_envs
+        finished: list[tuple[int, np.ndarray, bool]] = []  # (segment id, observation after it, terminated)
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
-        log_prob = np.empty(n_envs)
+        env_actions = np.empty((n_envs, self.action_dim))
+        next_obs_block = np.empty((n_envs, self.obs_dim))
         while active:
-            obs = live_obs[active]
+            k = len(active)
+            obs = live_obs if k == n_envs else live_obs[active]  # all running: no gather needed
             mu, sigma = policy_fn(obs)
-            actions = mu + sigma * rng.standard_normal(mu.shape)
-            gaussian_log_prob(actions, mu.astype(np.float64), sigma.astype(np.float64), log_prob[: len(active)])
-            env_actions = np.clip(actions, self.action_low, self.action_high)
+            noise = rng.standard_normal(mu.shape)
+            row = steps.reserve(k)
+            rows = slice(row, row + k)
+            steps.obs[rows] = obs
+            sample_actions(mu, sigma, noise, self.action_low, self.action_high, steps.actions[rows],
+                           env_actions[:k], steps.log_prob[rows])
+            first_step = self.total_steps
+            resets = []
             still_active = []
-            for k, i in enumerate(active):
-                next_obs, reward, terminated, truncated, _ = self.envs[i].step(env_actions[k])
+            for j, i in enumerate(active):
+                next_obs, reward, terminated, truncated, _ = self.envs[i].step(env_actions[j])
                 self.total_steps += 1
                 reward = float(reward)
                 if not math.isfinite(reward):
@@ -149,55 +215,74 @@ class Collector:
                         f"environment {i} returned a non-finite reward {reward} at env step {self.total_steps}: "
                         "check the environment (npppo cannot learn from NaN or inf)"
                     )
-                next_obs = self._check_obs(next_obs, i)
-                segment = segments[i]
-                segment.obs.append(obs[k])
-                segment.actions.append(actions[k])
-                segment.log_prob.append(log_prob[k])
-                segment.rewards.append(reward)
+                self._check_shape(next_obs, i)
+                next_obs_block[j] = next_obs
+                steps.rewards[row + j] = reward
+                steps.segment[row + j] = segment_of[i]
                 returns_so_far[i] += reward
                 lengths_so_far[i] += 1
                 episode_over = terminated or truncated
                 cut = steps_left is not None and steps_left[i] == 1
                 if episode_over or cut:
-                    finished.append((segment, next_obs, bool(terminated)))
-                    segments[i] = _Segment()
+                    finished.append((segment_of[i], next_obs_block[j].copy(), bool(terminated)))
+                    segment_of[i] = next_segment
+                    next_segment += 1
                 if episode_over:
-                    episode_returns.append(returns_so_far[i])
+                    episode_returns.append(float(returns_so_far[i]))
                     episode_lengths.append(int(lengths_so_far[i]))
                     returns_so_far[i] = 0.0
                     lengths_so_far[i] = 0
                     if steps_left is None:
                         if episodes_started >= n_episodes:
                             continue  # this environment's work for the batch is done
-                        next_obs = self._reset(i, episode_seed(self.run_seed, iteration, episodes_started))
+                        seed = episode_seed(self.run_seed, iteration, episodes_started)
                         episodes_started += 1
                     else:
-                        next_obs = self._reset(i, episode_seed(self.run_seed, -1, self.episodes_started))
+                        seed = episode_seed(self.run_seed, -1, self.episodes_started)
                         self.episodes_started += 1
-                live_obs[i] = next_obs
+                    resets.append((i, seed))
                 if steps_left is not None:
                     steps_left[i] -= 1
                     if steps_left[i] == 0:
                         continue
                 still_active.append(i)
+            # one finiteness check for the whole rollout step (then find the culprit, if any)
+            finite = np.isfinite(next_obs_block[:k]).all(axis=1)
+            if not finite.all():
+                j = int(np.argmin(finite))
+                self._non_finite(next_obs_block[j], active[j], first_step + j + 1)
+            if k == n_envs:
+                live_obs[...] = next_obs_block
+            else:
+                live_obs[active] = next_obs_block[:k]
+            for i, seed in resets:
+                live_obs[i] = self._reset(i, seed)
             active = still_active
-        return _assemble(finished, episode_returns, episode_lengths, self.obs_dim, self.action_dim)
+        return _assemble(steps, finished, episode_returns, episode_lengths)
 
 
-def _assemble(finished, episode_returns, episode_lengths, obs_dim: int, action_dim: int) -> Batch:
-    lengths = np.array([len(segment.rewards) for segment, _, _ in finished], np.int64)
-    end_steps = np.cumsum(lengths) - 1
-    episode_ends = np.zeros(int(lengths.sum()), bool)
+def _assemble(steps: _Steps, finished, episode_returns, episode_lengths) -> Batch:
+    """Reorder the interleaved steps into the finished segments stored back to back, in the order
+    they finished (what appending each segment's steps to its own list used to give)."""
+    n = steps.size
+    segment = steps.segment[:n]
+    ids = np.array([segment_id for segment_id, _, _ in finished], np.int64)
+    rank = np.full(int(max(segment.max(initial=0), ids.max(initial=0))) + 1, -1, np.int64)
+    rank[ids] = np.arange(ids.shape[0])
+    step_rank = rank[segment]
+    kept = np.flatnonzero(step_rank >= 0)  # every step, unless a segment was left unfinished
+    order = kept[np.argsort(step_rank[kept], kind="stable")]
+    end_steps = np.cumsum(np.bincount(step_rank[kept], minlength=ids.shape[0])) - 1
+    episode_ends = np.zeros(order.shape[0], bool)
     episode_ends[end_steps] = True
     return Batch(
-        obs=np.concatenate([np.asarray(s.obs).reshape(-1, obs_dim) for s, _, _ in finished]),
-        actions=np.concatenate([np.asarray(s.actions).reshape(-1, action_dim) for s, _, _ in finished]),
-        log_prob=np.concatenate([np.asarray(s.log_prob) for s, _, _ in finished]),
-        rewards=np.concatenate([np.asarray(s.rewards) for s, _, _ in finished]),
+        obs=steps.obs[order],
+        actions=steps.actions[order],
+        log_prob=steps.log_prob[order],
+        rewards=steps.rewards[order],
         episode_ends=episode_ends,
         end_steps=end_steps,
-        end_obs=np.array([obs for _, obs, _ in finished]).reshape(-1, obs_dim),
+        end_obs=np.array([obs for _, obs, _ in finished]).reshape(-1, steps.obs.shape[1]),
         end_terminated=np.array([terminated for _, _, terminated in finished], bool),
         episode_returns=np.array(episode_returns, np.float64),
         episode_lengths=np.array(episode_lengths, np.int64),

@@ -36,11 +36,29 @@ CODES = {"identity": IDENTITY, "relu": RELU, "elu": ELU, "softplus": SOFTPLUS, "
 
 
 @njit(cache=True, inline="always")
+def expm1_nonpositive(z: float) -> float:
+    """e^z - 1 for z <= 0, to within a few ulp of ``math.expm1``, from + and * alone.
+
+    ``math.expm1`` is a libm call that stops LLVM from vectorising the ELU loop (13 ns an element);
+    this version vectorises (about 3 ns). With w = z / 256 (z clamped at -40, where e^z - 1 is -1
+    to float64 precision), e = expm1(w) by its Taylor series to w^10 (|w| <= 0.157, truncation error
+    below 1e-16 relative), then eight doublings expm1(2w) = e (e + 2): no cancellation near 0.
+    """
+    w = max(z, -40.0) * 0.00390625
+    e = w * (1.0 + w * (1.0 / 2 + w * (1.0 / 6 + w * (1.0 / 24 + w * (1.0 / 120 + w * (1.0 / 720 + w * (
+        1.0 / 5040 + w * (1.0 / 40320 + w * (1.0 / 362880 + w * (1.0 / 3628800))))))))))
+    for _ in range(8):
+        e = e * (e + 2.0)
+    return e
+
+
+@njit(cache=True, inline="always")
 def _value(code: int, z: float, alpha: float) -> float:
     if code == RELU:
         return z if z > 0.0 else 0.0
     if code == ELU:
-        return z if z > 0.0 else alpha * math.expm1(z)
+        negative = alpha * expm1_nonpositive(min(z, 0.0))  # computed for every z: a select, not a branch
+        return z if z > 0.0 else negative
     if code == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
         return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
@@ -63,6 +81,22 @@ def _derivative(code: int, z: float, y: float, alpha: float) -> float:
     if code == TANH:
         return 1.0 - y * y
     return 1.0
+
+
+@njit(cache=True, inline="always")
+def activate_vector(code, z, alpha, out):
+    """out[j] = f(z[j]) for vectors z, out (n,): one loop per common activation, so that LLVM sees a
+    fixed activation and vectorises it (the batch-1 forward's per-layer step)."""
+    n = z.shape[0]
+    if code == ELU:
+        for j in range(n):
+            out[j] = _value(ELU, z[j], alpha)
+    elif code == RELU:
+        for j in range(n):
+            out[j] = _value(RELU, z[j], alpha)
+    else:
+        for j in range(n):
+            out[j] = _value(code, z[j], alpha)
 
 
 @njit(cache=True)

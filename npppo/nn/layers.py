@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numba import njit
 
-from npppo.nn.activations import Activation, _value, activation_backward, bias_activation_forward
+from npppo.nn.activations import Activation, activate_vector, activation_backward, bias_activation_forward
 
 INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
 
@@ -101,7 +101,12 @@ class Dense:
         np.sum(grad_pre, axis=0, out=self.grad_bias)
         if not need_input_grad:
             return None
-        np.matmul(grad_pre, self.weight.T, out=grad_x)
+        if self.fan_out == 1:
+            # an outer product: gemm with an inner dimension of 1 is ~10x slower than this broadcast
+            # multiply, which computes the very same products
+            np.multiply(grad_pre, self.weight.T, out=grad_x)
+        else:
+            np.matmul(grad_pre, self.weight.T, out=grad_x)
         return grad_x
 
 
@@ -219,15 +224,16 @@ def forward_rows(params, layout, alphas, x, out):
             a[j] = x[i, j]
         for k in range(layout.shape[0]):
             offset, fan_in, fan_out, code = layout[k, 0], layout[k, 1], layout[k, 2], layout[k, 3]
-            bias = offset + fan_in * fan_out
-            for j in range(fan_out):
-                b[j] = params[bias + j]
+            # slices rather than computed indices: Numba then knows every index is in range and
+            # non-negative, and LLVM vectorises the row updates (2.5x faster than params[row + j])
+            weight = params[offset : offset + fan_in * fan_out]
+            z = b[:fan_out]
+            z[:] = params[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
             for r in range(fan_in):
                 xr = a[r]
-                row = offset + r * fan_out
+                row = weight[r * fan_out : (r + 1) * fan_out]
                 for j in range(fan_out):
-                    b[j] += xr * params[row + j]
-            for j in range(fan_out):
-                a[j] = _value(code, b[j], alphas[k])
+                    z[j] += xr * row[j]
+            activate_vector(code, z, alphas[k], a)
         for j in range(out.shape[1]):
             out[i, j] = a[j]
