@@ -11,6 +11,9 @@ For an action ``a (D,)`` under mean ``mu (D,)`` and standard deviation ``sigma (
 
 The compiled kernels here are used by sampling and rollouts; the actor loss fuses the same formulas
 into one pass (:mod:`npppo.losses`). The ``reference_*`` functions are the plain NumPy versions.
+
+The kernels use NumPy's error model: a division by sigma = 0 gives inf, which the trainer reports
+as a non-finite loss, instead of raising ZeroDivisionError from inside compiled code.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from numba import njit
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gaussian_log_prob(actions, mu, sigma, out):
     """out[i] = log pi(actions[i]); actions, mu, sigma (batch, D), out (batch,)."""
     for i in range(actions.shape[0]):
@@ -34,7 +37,7 @@ def gaussian_log_prob(actions, mu, sigma, out):
         out[i] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gaussian_entropy(sigma, out):
     """out[i] = H(N(mu_i, diag(sigma_i^2))) = sum_d (1/2 + log(2 pi)/2 + log sigma_id); sigma (batch, D)."""
     for i in range(sigma.shape[0]):

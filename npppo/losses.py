@@ -16,6 +16,9 @@ Critic (squared error), over N samples, optionally clipped around the old values
 
     L = (1/N) sum_t (V_t - G_t)^2                      dL/dV_t = (2/N)(V_t - G_t)
     clipped: L = (1/N) sum_t max((V_t - G_t)^2, (V'_t - G_t)^2),  V'_t = V_old + clip(V_t - V_old, ±c)
+
+The kernels use NumPy's error model: a division by sigma = 0 gives inf, which the trainer reports
+as a non-finite loss, instead of raising ZeroDivisionError from inside compiled code.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from npppo.distributions import HALF_LOG_2PI
 from npppo.policy import GaussianPolicy
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
                            grad_mu, grad_sigma, stats):
     """Fused actor-loss kernel: returns L and writes dL/dmu, dL/dsigma (batch, D).

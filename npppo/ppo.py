@@ -191,15 +191,7 @@ class PPO:
             raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
         history = []
         while self.num_timesteps < total_steps:
-            try:
-                metrics = self.train_iteration(total_steps)
-            except (ZeroDivisionError, OverflowError) as exc:  # raised by compiled kernels (Python error model)
-                raise TrainingError(
-                    f"iteration {self.iteration}: the loss or its gradient became non-finite (the parameters "
-                    f"diverged: {type(exc).__name__} '{exc}' in a compiled kernel, e.g. sigma reached 0); lower "
-                    "the learning rate or enable gradient-norm scaling (max_grad_norm); the last saved "
-                    "checkpoint is unchanged"
-                ) from exc
+            metrics = self.train_iteration(total_steps)
             history.append(metrics)
             if callback is not None and callback(self, metrics) is False:
                 break
