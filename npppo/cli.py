@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -93,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps)")
     train.add_argument("--checkpoint-every", type=_count, default=10, metavar="N",
                        help="rewrite checkpoint.npz every N iterations (default: 10)")
-    train.add_argument("--threads", type=_count, default=1, metavar="N", help="BLAS threads (default: 1)")
+    train.add_argument("--threads", type=_count, metavar="N",
+                       help="BLAS threads (default: $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS if set, else 1: "
+                            "small networks lose to thread overhead)")
 
     evaluate = commands.add_parser(
         "eval", formatter_class=formatter, help="mean ± std return of a saved policy",
@@ -143,6 +146,15 @@ def load_config_file(path: Path):
     return PPOConfig.from_dict(values), None, None
 
 
+def default_threads() -> int:
+    """The BLAS thread count the environment asks for, else 1."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
 def holds_run(folder: Path) -> list[str]:
     """The run files already in ``folder``."""
     return [name for name in RUN_FILES if (folder / name).exists()]
@@ -152,7 +164,7 @@ def train_command(args: argparse.Namespace) -> int:
     from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
     from npppo.threads import set_num_threads
 
-    set_num_threads(args.threads)
+    set_num_threads(args.threads if args.threads is not None else default_threads())
     if args.resume is not None:
         agent, out, run, resumed_at = _resume(args)
     else:
