@@ -30,7 +30,7 @@ class PPOConfig:
     """All settings of a PPO run. Field comments give the seed's value and meaning."""
 
     # --- batches: whole episodes (seed: 40) or a fixed number of env steps
-    num_envs: int = 8  # environments stepped together in the rollout
+    num_envs: int = 40  # environments stepped together (seed: one per episode of the batch)
     episodes_per_batch: int | None = 40  # whole episodes per iteration
     steps_per_batch: int | None = None  # or: this many env steps per iteration (then episodes_per_batch=None)
     # --- critic targets and advantages

@@ -141,7 +141,10 @@ class PPO:
         return np.ascontiguousarray(obs, dtype=self.dtype)
 
     def _rollout_policy(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.policy.distribution_rows(self.normalize_obs(obs))
+        obs = self.normalize_obs(obs)
+        if obs.shape[0] > 16:  # many environments: BLAS beats the row-by-row compiled forward
+            return self.policy.forward(obs)
+        return self.policy.distribution_rows(obs)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """The action for ``obs`` (obs_dim,) or a batch (k, obs_dim), clipped to the action space.
