@@ -30,7 +30,12 @@ import numpy as np
 from numba import njit
 
 from npppo.critic import Critic
-from npppo.distributions import HALF_LOG_2PI
+from npppo.distributions import (
+    HALF_LOG_2PI,
+    reference_entropy,
+    reference_log_prob,
+    reference_log_prob_grad,
+)
 from npppo.policy import GaussianPolicy
 
 
@@ -82,6 +87,25 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     stats[2] = clipped_count * inv_n
     stats[3] = ratio_sum * inv_n
     return loss
+
+
+def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef):
+    """(loss, dL/dmu, dL/dsigma, stats) of :func:`clipped_surrogate_grad` in plain NumPy (for the tests)."""
+    n = actions.shape[0]
+    log_prob = reference_log_prob(actions, mu, sigma)
+    entropy = reference_entropy(sigma)
+    log_ratio = log_prob - old_log_prob
+    ratio = np.exp(log_ratio)
+    clipped_ratio = np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = -np.mean(np.minimum(ratio * advantages, clipped_ratio * advantages) + ent_coef * entropy)
+    unclipped = np.where(advantages >= 0, ratio <= 1.0 + clip_eps, ratio >= 1.0 - clip_eps)
+    grad_log_prob = np.where(unclipped, -advantages * ratio / n, 0.0)[:, None]
+    dlogp_dmu, dlogp_dsigma = reference_log_prob_grad(actions, mu, sigma)
+    grad_mu = grad_log_prob * dlogp_dmu
+    grad_sigma = grad_log_prob * dlogp_dsigma - ent_coef / (n * sigma)
+    stats = np.array([entropy.mean(), np.mean((ratio - 1.0) - log_ratio),
+                      np.mean(np.abs(ratio - 1.0) > clip_eps), ratio.mean()])
+    return loss, grad_mu, grad_sigma, stats
 
 
 @dataclass

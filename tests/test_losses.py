@@ -6,7 +6,12 @@ import pytest
 from npppo.critic import Critic
 from npppo.distributions import log_prob
 from npppo.gradcheck import gradcheck
-from npppo.losses import actor_loss_and_grad, clipped_surrogate_grad, critic_loss_and_grad
+from npppo.losses import (
+    actor_loss_and_grad,
+    clipped_surrogate_grad,
+    critic_loss_and_grad,
+    reference_clipped_surrogate_grad,
+)
 from npppo.policy import GaussianPolicy
 
 CLIP = 0.2
@@ -162,3 +167,24 @@ def test_loss_functions_return_gradients_shaped_like_params():
     critic, obs, targets = critic_problem()
     _, grad = critic_loss_and_grad(critic, obs, targets)
     assert grad.shape == critic.params.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipped_surrogate_kernel_matches_numpy_reference(dtype):
+    rng = np.random.default_rng(5)
+    n, dims = 64, 3
+    mu = rng.normal(size=(n, dims))
+    sigma = rng.uniform(0.3, 2.0, size=(n, dims))
+    actions = mu + sigma * rng.normal(size=(n, dims))
+    old_log_prob = log_prob(actions, mu, sigma) - np.log(rng.uniform(0.5, 1.6, size=n))
+    advantages = rng.normal(size=n)
+    args = [x.astype(dtype) for x in (actions, mu, sigma, old_log_prob, advantages)]
+    grad_mu, grad_sigma, stats = np.empty((n, dims), dtype), np.empty((n, dims), dtype), np.zeros(4)
+    loss = clipped_surrogate_grad(*args, CLIP, 0.03, grad_mu, grad_sigma, stats)
+    ref_loss, ref_mu, ref_sigma, ref_stats = reference_clipped_surrogate_grad(
+        *[x.astype(np.float64) for x in args], CLIP, 0.03)
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(loss, ref_loss, **tol)
+    np.testing.assert_allclose(grad_mu, ref_mu, **tol)
+    np.testing.assert_allclose(grad_sigma, ref_sigma, **tol)
+    np.testing.assert_allclose(stats, ref_stats, **tol)
