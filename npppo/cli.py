@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
@@ -146,15 +145,6 @@ def load_config_file(path: Path):
     return PPOConfig.from_dict(values), None, None
 
 
-def default_threads() -> int:
-    """The BLAS thread count the environment asks for, else 1."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 1
-
-
 def holds_run(folder: Path) -> list[str]:
     """The run files already in ``folder``."""
     return [name for name in RUN_FILES if (folder / name).exists()]
@@ -162,9 +152,9 @@ def holds_run(folder: Path) -> list[str]:
 
 def train_command(args: argparse.Namespace) -> int:
     from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
-    from npppo.threads import set_num_threads
+    from npppo.threads import requested_threads, set_num_threads
 
-    set_num_threads(args.threads if args.threads is not None else default_threads())
+    set_num_threads(args.threads or requested_threads() or 1)
     if args.resume is not None:
         agent, out, run, resumed_at = _resume(args)
     else:

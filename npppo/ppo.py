@@ -34,6 +34,7 @@ from npppo.optim import Optimizer, l2_norm
 from npppo.policy import GaussianPolicy
 from npppo.returns import gae_advantages, n_step_returns, normalize
 from npppo.rollout import Batch, Collector
+from npppo.threads import apply_default_threads
 
 Callback = Callable[["PPO", dict[str, Any]], bool | None]
 
@@ -43,12 +44,16 @@ class PPO:
 
     ``env`` is a Gymnasium id, a ``gymnasium.Env`` (then only that one environment is stepped), or a
     callable returning a new environment (called ``config.num_envs`` times).
+
+    Making an agent limits BLAS to one thread unless ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``
+    or :func:`npppo.threads.set_num_threads` chose otherwise (:func:`npppo.threads.apply_default_threads`).
     """
 
     def __init__(self, env: EnvSpec | None, config: PPOConfig | None = None, seed: int = 0, *,
                  _spaces: tuple[int, int, np.ndarray, np.ndarray] | None = None) -> None:
         self.config = config if config is not None else PPOConfig()
         self.config.validate()
+        apply_default_threads()
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)

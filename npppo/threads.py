@@ -71,6 +71,24 @@ def set_num_threads(n: int) -> bool:
     return False
 
 
+def requested_threads() -> int | None:
+    """The BLAS thread count the environment asks for (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS), or None."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def apply_default_threads() -> None:
+    """One BLAS thread unless the user chose otherwise (the variables above, or an earlier
+    :func:`set_num_threads`, which sets them). npppo's matrices are small: a second OpenBLAS thread
+    gains little on an idle machine and, on a busy one, made a 10-second Pendulum run take 4 minutes
+    (docs/performance.md). :class:`npppo.PPO` calls this when it is made."""
+    if requested_threads() is None:
+        set_num_threads(1)
+
+
 def get_num_threads() -> int | None:
     """The loaded OpenBLAS's thread count, or None when it cannot be asked."""
     try:

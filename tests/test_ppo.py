@@ -117,9 +117,10 @@ def test_act_is_deterministic_and_within_bounds():
     assert not np.array_equal(sampled, actions)
 
 
-def test_pendulum_preset_improves_the_return_within_a_short_run():
+def test_pendulum_preset_learns_to_swing_up_in_its_100k_steps():
+    """The preset's whole run (about 10 s): the issue's bar is -200; the test keeps some slack."""
     agent = PPO("Pendulum-v1", presets.get("pendulum"), seed=0)
     before, _ = agent.evaluate(episodes=5)
-    agent.learn(total_steps=40_000)
+    agent.learn(total_steps=100_000)
     after, _ = agent.evaluate(episodes=5)
-    assert after > before + 300, (before, after)
+    assert after > -300 and after > before + 600, (before, after)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -53,3 +55,21 @@ def test_numba_still_compiles_after_the_thread_count_changes(restore_threads):
 def test_set_num_threads_rejects_a_bad_count(bad):
     with pytest.raises(ValueError, match="threads"):
         set_num_threads(bad)
+
+
+def _threads_after_making_an_agent(env: dict) -> str:
+    code = ("import warnings; warnings.simplefilter('ignore'); from npppo import PPO, presets; "
+            "from npppo.threads import get_num_threads; PPO('Pendulum-v1', presets.get('pendulum')); "
+            "print(get_num_threads())")
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                              "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                            check=True)
+    return result.stdout.strip()
+
+
+def test_an_agent_uses_one_blas_thread_unless_told_otherwise():
+    if os.cpu_count() < 2:
+        pytest.skip("one core: the default and the override cannot be told apart")
+    assert _threads_after_making_an_agent({}) == "1"
+    assert _threads_after_making_an_agent({"OPENBLAS_NUM_THREADS": "2"}) == "2"

@@ -205,7 +205,7 @@ class FlatModel:
         self.params[...] = values
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # no zero-division branch in tanh's formula: it vectorises
 def forward_rows(params, layout, alphas, x, out):
     """Compiled forward of one MLP, row by row: ``out[i] = mlp(x[i])``; for small batches (acting).
 
