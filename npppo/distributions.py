@@ -26,14 +26,21 @@ from numba import njit
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def normal_log_density(action, mean, std):
+    """log N(action; mean, std^2) of one coordinate, computed in float64 whatever the inputs' dtype."""
+    a, m, s = np.float64(action), np.float64(mean), np.float64(std)
+    z = (a - m) / s
+    return -0.5 * z * z - math.log(s) - HALF_LOG_2PI
+
+
 @njit(cache=True, error_model="numpy")
 def gaussian_log_prob(actions, mu, sigma, out):
     """out[i] = log pi(actions[i]); actions, mu, sigma (batch, D), out (batch,)."""
     for i in range(actions.shape[0]):
         total = 0.0
         for d in range(actions.shape[1]):
-            z = (actions[i, d] - mu[i, d]) / sigma[i, d]
-            total += -0.5 * z * z - math.log(sigma[i, d]) - HALF_LOG_2PI
+            total += normal_log_density(actions[i, d], mu[i, d], sigma[i, d])
         out[i] = total
 
 

@@ -72,8 +72,7 @@ class GaussianPolicy(FlatModel):
             self.sigma_head.init(rng, init)
         else:
             self.extra["log_std"][0][...] = log_std_init
-        self._compiled_layout = None
-        self._act_layout = None
+        self._packed_layout = None
 
     @property
     def mu_range(self) -> tuple[int, int]:
@@ -115,22 +114,27 @@ class GaussianPolicy(FlatModel):
         mu, sigma = self.forward(obs)
         return mu.copy(), sigma.copy()
 
+    def packed_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the compiled row-by-row forward needs: (layout, parts, alphas). layout and alphas hold
+        the trunk's, the mu head's and then the sigma head's layers (see :meth:`MLP.layout`);
+        parts = (trunk layers, mu head layers, log_std offset or -1)."""
+        if self._packed_layout is None:
+            mlps = [self.trunk, self.mu_head] + ([self.sigma_head] if self.sigma_head else [])
+            log_std_offset = self.part_ranges.get("log_std", (-1, -1))[0]
+            self._packed_layout = (
+                np.concatenate([mlp.layout() for mlp in mlps]),
+                np.array([len(self.trunk.layers), len(self.mu_head.layers), log_std_offset], np.int64),
+                np.concatenate([mlp.alphas() for mlp in mlps]),
+            )
+        return self._packed_layout
+
     def distribution_rows(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) through one compiled call: faster than :meth:`distribution` for small batches."""
-        if self._compiled_layout is None:
-            sigma_layout = self.sigma_head.layout() if self.sigma_head else np.zeros((0, 4), np.int64)
-            sigma_alphas = self.sigma_head.alphas() if self.sigma_head else np.zeros(0)
-            log_std_offset = self.part_ranges.get("log_std", (-1, -1))[0]
-            self._compiled_layout = (
-                self.trunk.layout(), self.trunk.alphas(), self.mu_head.layout(), self.mu_head.alphas(),
-                sigma_layout, sigma_alphas, log_std_offset, self.trunk.layers[-1].fan_out,
-            )
         obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=self.dtype)
         mu = np.empty((obs.shape[0], self.action_dim), self.dtype)
         sigma = np.empty_like(mu)
-        _policy_rows(self.params, *self._compiled_layout, self.sigma_min, obs, mu, sigma)
+        _policy_rows(self.params, *self.packed_layout(), self.sigma_min, obs, mu, sigma, True)
         return mu, sigma
-
 
     def act_rows(self, obs: np.ndarray, obs_stats: np.ndarray, obs_clip: float, noise: np.ndarray,
                  bounds: np.ndarray) -> np.ndarray:
@@ -143,33 +147,28 @@ class GaussianPolicy(FlatModel):
         [bounds[0], bounds[1]]. The same arithmetic as normalising in NumPy, :meth:`distribution_rows`
         and ``np.clip`` (see ``reference_act_rows`` in the tests), without their per-call overhead.
         """
-        if self._act_layout is None:
-            mlps = [self.trunk, self.mu_head] + ([self.sigma_head] if self.sigma_head else [])
-            log_std_offset = self.part_ranges.get("log_std", (-1, -1))[0]
-            self._act_layout = (
-                np.concatenate([mlp.layout() for mlp in mlps]),
-                np.array([len(self.trunk.layers), len(self.mu_head.layers), log_std_offset], np.int64),
-                np.concatenate([mlp.alphas() for mlp in mlps]),
-            )
         actions = np.empty((obs.shape[0], self.action_dim))
-        layout, parts, alphas = self._act_layout
-        _act_rows(self.params, layout, parts, alphas, self.sigma_min, obs, obs_stats, obs_clip, noise, bounds,
+        _act_rows(self.params, *self.packed_layout(), self.sigma_min, obs, obs_stats, obs_clip, noise, bounds,
                   actions)
         return actions
 
 
 @njit(cache=True)
-def _policy_rows(params, trunk, trunk_alphas, mu_head, mu_alphas, sigma_head, sigma_alphas,
-                 log_std_offset, trunk_out, sigma_min, obs, mu, sigma):
-    h = np.empty((obs.shape[0], trunk_out), params.dtype)
-    forward_rows(params, trunk, trunk_alphas, obs, h)
-    forward_rows(params, mu_head, mu_alphas, h, mu)
+def _policy_rows(params, layout, parts, alphas, sigma_min, obs, mu, sigma, with_sigma):
+    """(mu, sigma) of obs (batch, obs_dim) row by row, from :meth:`GaussianPolicy.packed_layout`;
+    sigma is left untouched when ``with_sigma`` is False (the mean alone needs no sigma head)."""
+    n_trunk, n_mu, log_std_offset = parts[0], parts[1], parts[2]
+    h = np.empty((obs.shape[0], layout[n_trunk - 1, 2]), params.dtype)
+    forward_rows(params, layout[:n_trunk], alphas[:n_trunk], obs, h)
+    forward_rows(params, layout[n_trunk : n_trunk + n_mu], alphas[n_trunk : n_trunk + n_mu], h, mu)
+    if not with_sigma:
+        return
     if log_std_offset >= 0:
         for i in range(obs.shape[0]):
             for d in range(mu.shape[1]):
                 sigma[i, d] = np.exp(params[log_std_offset + d])
     else:
-        forward_rows(params, sigma_head, sigma_alphas, h, sigma)
+        forward_rows(params, layout[n_trunk + n_mu :], alphas[n_trunk + n_mu :], h, sigma)
         for i in range(obs.shape[0]):
             for d in range(mu.shape[1]):
                 sigma[i, d] += sigma_min
@@ -177,14 +176,10 @@ def _policy_rows(params, trunk, trunk_alphas, mu_head, mu_alphas, sigma_head, si
 
 @njit(cache=True)
 def _act_rows(params, layout, parts, alphas, sigma_min, obs, obs_stats, obs_clip, noise, bounds, actions):
-    """See :meth:`GaussianPolicy.act_rows`; layout and alphas hold the trunk's, the mu head's and
-    then the sigma head's layers; parts = (trunk layers, mu head layers, log_std offset or -1)."""
-    n_trunk, n_mu, log_std_offset = parts[0], parts[1], parts[2]
-    trunk_out = layout[n_trunk - 1, 2]
+    """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, sample, clip."""
     dims = actions.shape[1]
     sampled = noise.shape[0] > 0
     x = np.empty((1, obs.shape[1]), params.dtype)
-    h = np.empty((1, trunk_out), params.dtype)
     mu = np.empty((1, dims), params.dtype)
     sigma = np.empty((1, dims), params.dtype)
     for i in range(obs.shape[0]):
@@ -193,16 +188,7 @@ def _act_rows(params, layout, parts, alphas, sigma_min, obs, obs_stats, obs_clip
             if obs_stats.shape[0] > 0:
                 value = min(max((value - obs_stats[0, j]) / obs_stats[1, j], -obs_clip), obs_clip)
             x[0, j] = value
-        forward_rows(params, layout[:n_trunk], alphas[:n_trunk], x, h)
-        forward_rows(params, layout[n_trunk : n_trunk + n_mu], alphas[n_trunk : n_trunk + n_mu], h, mu)
-        if sampled:
-            if log_std_offset >= 0:
-                for d in range(dims):
-                    sigma[0, d] = np.exp(params[log_std_offset + d])
-            else:
-                forward_rows(params, layout[n_trunk + n_mu :], alphas[n_trunk + n_mu :], h, sigma)
-                for d in range(dims):
-                    sigma[0, d] += sigma_min
+        _policy_rows(params, layout, parts, alphas, sigma_min, x, mu, sigma, sampled)
         for d in range(dims):
             action = np.float64(mu[0, d])
             if sampled:

@@ -38,6 +38,10 @@ from npppo.threads import apply_default_threads
 
 Callback = Callable[["PPO", dict[str, Any]], bool | None]
 
+# up to this many rows the compiled row-by-row forward beats BLAS (its per-layer calls cost more
+# than the arithmetic); above it, BLAS
+ROWS_FORWARD_MAX = 16
+
 
 class PPO:
     """Proximal Policy Optimization with a diagonal Gaussian policy, on a Gymnasium environment.
@@ -147,7 +151,7 @@ class PPO:
 
     def _rollout_policy(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         obs = self.normalize_obs(obs)
-        if obs.shape[0] > 16:  # many environments: BLAS beats the row-by-row compiled forward
+        if obs.shape[0] > ROWS_FORWARD_MAX:
             return self.policy.forward(obs)
         return self.policy.distribution_rows(obs)
 
@@ -179,10 +183,9 @@ class PPO:
     def value(self, obs: np.ndarray) -> np.ndarray:
         """V(obs) for raw observations (k, obs_dim) -> (k,)."""
         obs = self.normalize_obs(np.atleast_2d(obs))
-        if obs.shape[0] > 16:
+        if obs.shape[0] > ROWS_FORWARD_MAX:
             return self.critic.value(obs)
-        # small batches row by row in one compiled call (six BLAS calls cost more than the work);
-        # the sums run in another order than a batched product's, so the last bit may differ
+        # row by row the sums run in another order than a batched product's: the last bit may differ
         if self._critic_layout is None:
             self._critic_layout = (self.critic.mlp.layout(), self.critic.mlp.alphas())
         values = np.empty((obs.shape[0], 1), self.dtype)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from npppo.distributions import HALF_LOG_2PI, reference_log_prob
+from npppo.distributions import normal_log_density, reference_log_prob
 from npppo.errors import EnvironmentError
 
 PolicyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -73,13 +73,10 @@ def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
     for i in range(mu.shape[0]):
         total = 0.0
         for d in range(mu.shape[1]):
-            m = np.float64(mu[i, d])
-            s = np.float64(sigma[i, d])
-            a = m + s * noise[i, d]
+            a = np.float64(mu[i, d]) + np.float64(sigma[i, d]) * noise[i, d]
             actions[i, d] = a
             env_actions[i, d] = min(max(a, low[d]), high[d])
-            z = (a - m) / s
-            total += -0.5 * z * z - math.log(s) - HALF_LOG_2PI
+            total += normal_log_density(a, mu[i, d], sigma[i, d])
         log_prob[i] = total
 
 
