@@ -5,7 +5,7 @@
     agent.learn(total_steps=100_000)
 
 The names below load on first use (PEP 562), so that ``import npppo.inference`` (acting from a
-saved policy with NumPy alone) does not pull in Numba or Gymnasium.
+saved policy with NumPy alone) does not pull in Numba, and works where Numba and Gymnasium are absent.
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from npppo import presets
     from npppo.config import PPOConfig
     from npppo.ppo import PPO
+
+try:  # npppo's own environments, for gymnasium.make (NumPy-only inference works without Gymnasium)
+    import gymnasium  # noqa: F401
+except ImportError:
+    pass
+else:
+    from npppo.envs import register_envs
+
+    register_envs()
 
 __version__ = "0.1.0"
 __all__ = [
