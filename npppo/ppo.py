@@ -208,31 +208,42 @@ class PPO:
                 break
         return history
 
-    def schedule(self, total_steps: int) -> tuple[float, float]:
-        """(entropy coefficient, learning-rate scale) for the iteration about to run.
+    def schedule(self, total_steps: int, batch_steps: int) -> tuple[float, float]:
+        """(entropy coefficient, learning-rate scale) for the iteration whose batch has ``batch_steps`` steps.
 
-        The run's progress is the share of steps done of those before the last iteration starts
-        (estimated from the previous batch), so the entropy coefficient is ``ent_coef_start`` at the
-        first iteration and ``ent_coef_end`` at the last.
+        The entropy coefficient runs linearly from ``ent_coef_start`` at the first iteration to
+        ``ent_coef_end`` at the last: with p = (steps before this iteration) / (total_steps -
+        batch_steps), clipped to [0, 1], c = start + (end - start) p. It is computed once the batch
+        is collected, so it is exact also when episode lengths vary. The learning rate falls
+        linearly with the steps done before this iteration.
         """
         cfg = self.config
-        last_start = max(total_steps - self.last_batch_steps, 1)
-        progress = min(self.num_timesteps / last_start, 1.0)
+        last_start = total_steps - batch_steps
+        progress = min(max(self.num_timesteps / last_start, 0.0), 1.0) if last_start > 0 else 1.0
         ent_coef = cfg.ent_coef_start + (cfg.ent_coef_end - cfg.ent_coef_start) * progress
         lr_scale = 1.0 if cfg.lr_schedule == "constant" else max(1.0 - self.num_timesteps / total_steps, 0.0)
         return ent_coef, lr_scale
 
     def train_iteration(self, total_steps: int) -> dict[str, Any]:
-        """One iteration: rollout, targets and advantages, k1 actor passes, k2 critic passes."""
+        """One iteration: collect a batch with π_θold, then update on it (:meth:`update`)."""
+        start = time.perf_counter()
+        batch = self.collect()
+        return self.update(batch, total_steps, rollout_s=time.perf_counter() - start)
+
+    def collect(self) -> Batch:
+        """Step 1: run π_θold for one batch (whole episodes or a fixed number of steps)."""
+        cfg = self.config
+        rng = np.random.default_rng([self.seed, self.iteration, 1])
+        return self.collector.collect(self._rollout_policy, self.iteration, rng,
+                                      cfg.episodes_per_batch, cfg.steps_per_batch)
+
+    def update(self, batch: Batch, total_steps: int, rollout_s: float = 0.0) -> dict[str, Any]:
+        """Steps 2-6 on a collected batch: targets and advantages with V_φold, k1 actor passes, k2
+        critic passes, then the counters move on (θold ← θ, φold ← φ). Returns the iteration's metrics."""
         cfg = self.config
         start = time.perf_counter()
-        ent_coef, lr_scale = self.schedule(total_steps)
-        rng = np.random.default_rng([self.seed, self.iteration, 1])
-
-        # 1. rollout with π_θold
-        batch = self.collector.collect(self._rollout_policy, self.iteration, rng,
-                                       cfg.episodes_per_batch, cfg.steps_per_batch)
-        rollout_s = time.perf_counter() - start
+        ent_coef, lr_scale = self.schedule(total_steps, batch.steps)
+        shuffle_rng = np.random.default_rng([self.seed, self.iteration, 2])
 
         # 2-3. targets and advantages with V_φold
         obs = self.normalize_obs(batch.obs)
@@ -246,7 +257,7 @@ class PPO:
         # 4. actor: k1 passes of the clipped surrogate
         actor_stats = []
         for _ in range(cfg.actor_epochs):
-            for idx in self._minibatches(batch.steps, rng):
+            for idx in self._minibatches(batch.steps, shuffle_rng):
                 info = actor_loss_terms(self.policy, _take(obs, idx), _take(actions, idx),
                                         _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps, ent_coef)
                 norms = self._step(("mu", "sigma"), self.policy, info.loss, lr_scale)
@@ -257,7 +268,7 @@ class PPO:
         # 5. critic: k2 passes of the squared error
         critic_stats = []
         for _ in range(cfg.critic_epochs):
-            for idx in self._minibatches(batch.steps, rng):
+            for idx in self._minibatches(batch.steps, shuffle_rng):
                 loss = critic_loss_terms(self.critic, _take(obs, idx), _take(targets, idx),
                                          _take(old_values, idx), cfg.value_clip)
                 critic_stats.append((loss, self._step(("critic",), self.critic, loss, lr_scale)))
@@ -269,7 +280,7 @@ class PPO:
         self.num_timesteps += batch.steps
         self.last_batch_steps = batch.steps
         metrics = self._metrics(batch, values, returns, actor_stats, critic_stats, ent_coef, lr_scale,
-                                rollout_s, time.perf_counter() - start)
+                                rollout_s, rollout_s + time.perf_counter() - start)
         self.history.append(metrics)
         return metrics
 
