@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from npppo.errors import CheckpointError, ConfigError, EnvironmentError, NpppoError, TrainingError
+from npppo.errors import CheckpointError, ConfigError, EnvError, NpppoError, TrainingError, WorkerError
 from npppo.gradcheck import gradcheck
 
 if TYPE_CHECKING:
@@ -35,10 +35,11 @@ __all__ = [
     "PPO",
     "CheckpointError",
     "ConfigError",
-    "EnvironmentError",
+    "EnvError",
     "NpppoError",
     "PPOConfig",
     "TrainingError",
+    "WorkerError",
     "gradcheck",
     "presets",
 ]

@@ -1,12 +1,16 @@
 """Checkpoints: one ``.npz`` of plain arrays plus a JSON string, written atomically, never pickled.
 
-Layout (format version 1):
+This module is the only reader and writer of the format (version 2):
 
-* ``__npppo__``: the JSON metadata (format version, config, seed, env id, sizes, iteration, step
-  count, RNG state and, when written by the command line, the run's options under ``"run"``) as a
-  0-d unicode array;
-* every array of :meth:`npppo.PPO.state_arrays` under its name (parameters, optimizer states,
-  observation statistics, action bounds).
+* ``__npppo__``: the JSON metadata as a 0-d unicode array: format version, config, seed, env id,
+  sizes, iteration, step count, the acting RNG's state, ``"policy"`` (what inference needs beyond
+  the layer tables: sigma floor, log-std offset, observation clip) and, when written by the
+  command line, the run's options under ``"run"``;
+* arrays: ``policy.params`` / ``critic.params`` with their layer tables ``policy.layers`` /
+  ``critic.layers`` (:data:`npppo.nn.layers.LAYER_DTYPE`), ``optim.<group>.<state>``,
+  ``obs_rms.mean`` / ``.var`` / ``.count`` and ``action_low`` / ``action_high``.
+
+:mod:`npppo.inference` reads the same format with NumPy alone.
 
 The file is written to a temporary name in the same folder, flushed and fsync'ed, then renamed over
 the target, so a crash leaves either the old checkpoint or the new one, never half of one.
@@ -24,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from npppo.errors import CheckpointError, ConfigError
+from npppo.config import PPOConfig
+from npppo.envs import EnvFactory
+from npppo.errors import CheckpointError, ConfigError, NpppoError
+from npppo.inference import FORMAT_VERSION, META_KEY
 
-FORMAT_VERSION = 1
-META_KEY = "__npppo__"
 
-
-def save_checkpoint(agent, path: str | Path, run: dict[str, Any] | None = None) -> Path:
+def save(agent, path: str | Path, run: dict[str, Any] | None = None) -> Path:
     """Write ``agent``'s full training state to ``path`` (atomically); returns the path.
 
     ``run`` (optional, JSON-able) is stored in the metadata under ``"run"``: the command line keeps
@@ -42,8 +46,41 @@ def save_checkpoint(agent, path: str | Path, run: dict[str, Any] | None = None) 
 def snapshot(agent) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, metadata) of ``agent``'s training state as independent copies: a snapshot taken after
     an iteration stays valid while training goes on, so it can be written later (e.g. on Ctrl-C)."""
-    arrays = {name: np.array(value, copy=True) for name, value in agent.state_arrays().items()}
-    return arrays, json.loads(json.dumps(agent.state_meta()))
+    arrays = {"policy.params": agent.policy.params, "policy.layers": agent.policy.layers,
+              "critic.params": agent.critic.params, "critic.layers": agent.critic.layers,
+              "action_low": agent.action_low, "action_high": agent.action_high}
+    for group, optimizer in agent.optimizers.items():
+        arrays.update({f"optim.{group}.{key}": value for key, value in optimizer.state().items()})
+    if agent.obs_rms is not None:
+        arrays.update({"obs_rms.mean": agent.obs_rms.mean, "obs_rms.var": agent.obs_rms.var,
+                       "obs_rms.count": np.array(agent.obs_rms.count)})
+    meta = {
+        "config": agent.config.to_dict(), "seed": agent.seed, "env_id": agent.env_id,
+        "env": _env_record(agent.env_spec),
+        "obs_dim": agent.obs_dim, "action_dim": agent.action_dim, "iteration": agent.iteration,
+        "num_timesteps": agent.num_timesteps, "episodes_started": agent.episodes_started,
+        "act_rng": agent.act_rng.bit_generator.state,
+        "policy": {**agent.policy.facts(), "obs_clip": agent.config.obs_clip if agent.obs_rms else None},
+    }
+    return {name: np.array(value, copy=True) for name, value in arrays.items()}, json.loads(json.dumps(meta))
+
+
+def _env_record(spec) -> dict[str, Any] | None:
+    """How to make the agent's environment again, when it was given as an id (or an EnvFactory); None
+    for an instance or another callable, which a checkpoint cannot hold."""
+    if isinstance(spec, str):
+        return {"id": spec, "kwargs": {}, "max_episode_steps": None}
+    if isinstance(spec, EnvFactory):
+        return {"id": spec.env_id, "kwargs": spec.kwargs, "max_episode_steps": spec.max_episode_steps}
+    return None
+
+
+def _env_from_record(record: dict[str, Any] | None):
+    if record is None:
+        return None
+    if record["kwargs"] or record["max_episode_steps"]:
+        return EnvFactory(record["id"], record["kwargs"], record["max_episode_steps"])
+    return record["id"]
 
 
 def write_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any],
@@ -132,12 +169,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     return arrays, meta
 
 
-def load_checkpoint(path: str | Path, env=None):
-    """A :class:`npppo.PPO` restored from ``path``; ``env`` (optional) must have the checkpoint's sizes."""
-    from npppo.config import PPOConfig
-    from npppo.envs import check_spaces, make_env
-    from npppo.ppo import PPO
-
+def load(cls, path: str | Path, env=None):
+    """An agent of class ``cls`` (:class:`npppo.PPO`) restored from ``path``; ``env`` (optional) must
+    have the checkpoint's sizes."""
     arrays, meta = read_checkpoint(path)
     try:
         config = PPOConfig.from_dict(meta["config"])
@@ -145,21 +179,27 @@ def load_checkpoint(path: str | Path, env=None):
         seed = int(meta["seed"])
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or its config is invalid: {exc}") from exc
-    env_spec = env if env is not None else meta.get("env_id")
+    agent = cls.from_spaces(spaces, config, seed, env if env is not None else _env_from_record(meta.get("env")))
     if env is not None:
-        instance = make_env(env)
-        obs_dim, action_dim, _, _ = check_spaces(instance)
-        if (obs_dim, action_dim) != spaces[:2]:
-            raise CheckpointError(
-                f"checkpoint {path} was trained with observation shape ({spaces[0]},) and action shape "
-                f"({spaces[1]},), but the environment has observation shape ({obs_dim},) and action shape "
-                f"({action_dim},)"
-            )
-        env_spec = instance if not isinstance(env, str) and not callable(env) else env
-    agent = PPO(None, config, seed=seed, _spaces=spaces)
-    agent.env_spec, agent.env_id = env_spec, meta.get("env_id")
+        try:
+            agent.envs  # noqa: B018  (made now: a mismatched environment fails here, naming both shapes)
+        except NpppoError as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit the environment: {exc}") from exc
+    agent.env_id = meta.get("env_id")
     try:
-        agent.load_state(arrays, meta)
+        agent.policy.set_params(arrays["policy.params"])
+        agent.critic.set_params(arrays["critic.params"])
+        for group, optimizer in agent.optimizers.items():
+            prefix = f"optim.{group}."
+            optimizer.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        if agent.obs_rms is not None:
+            agent.obs_rms.mean = np.array(arrays["obs_rms.mean"], np.float64)
+            agent.obs_rms.var = np.array(arrays["obs_rms.var"], np.float64)
+            agent.obs_rms.count = float(arrays["obs_rms.count"])
+        agent.iteration = int(meta["iteration"])
+        agent.num_timesteps = int(meta["num_timesteps"])
+        agent.episodes_started = int(meta["episodes_started"])
+        agent.act_rng.bit_generator.state = meta["act_rng"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {exc}") from exc
     return agent

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 import warnings
@@ -96,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_count, metavar="N",
                        help="BLAS threads (default: $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS if set, else 1: "
                             "small networks lose to thread overhead)")
+    _env_options(train)
+    train.add_argument("--eval-every", type=_count, metavar="N",
+                       help="evaluate the deterministic policy every N env steps on a separate environment "
+                            "(its own seeds); logged in progress.csv, the best kept as best.npz")
+    train.add_argument("--eval-episodes", type=_count, default=10, metavar="K",
+                       help="episodes per evaluation (default: 10)")
 
     evaluate = commands.add_parser(
         "eval", formatter_class=formatter, help="mean ± std return of a saved policy",
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
     evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
     evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
+    _env_options(evaluate)
 
     plot = commands.add_parser(
         "plot", formatter_class=formatter, help="learning curves of runs to a PNG (needs matplotlib)",
@@ -129,144 +135,138 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---------------------------------------------------------------------------------------- train
-def load_config_file(path: Path):
-    """(PPOConfig, env id or None, steps or None) from a plain PPOConfig JSON or a preset-style file."""
-    from npppo.config import PPOConfig
-
+def _env_kwargs(text: str) -> dict:
     try:
-        values = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
-    if isinstance(values, dict) and isinstance(values.get("config"), dict):
-        return PPOConfig.from_dict(values["config"]), values.get("env"), values.get("steps")
-    return PPOConfig.from_dict(values), None, None
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"reward\": \"twin\"}}': {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of keyword arguments, got {text!r}")
+    return value
 
 
+def _env_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-kwargs", type=_env_kwargs, metavar="JSON",
+                        help="keyword arguments for gymnasium.make, as a JSON object (saved with the run)")
+    parser.add_argument("--max-episode-steps", type=_count, metavar="N",
+                        help="end episodes after N steps (a TimeLimit wrapper; needed for an env without one)")
+
+
+# ---------------------------------------------------------------------------------------- train
 def holds_run(folder: Path) -> list[str]:
     """The run files already in ``folder``."""
     return [name for name in RUN_FILES if (folder / name).exists()]
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
+    from npppo.jit import cache_root
     from npppo.threads import requested_threads, set_num_threads
+    from npppo.train import RunOptions, train
 
     set_num_threads(args.threads or requested_threads() or 1)
-    if args.resume is not None:
-        agent, out, run, resumed_at = _resume(args)
-    else:
-        agent, out, run = _fresh(args)
-        resumed_at = None
-    from npppo.progress import ProgressCSV, ProgressLine
-
+    agent, out, run = _resume(args) if args.resume is not None else _fresh(args)
+    resumed = args.resume is not None
     total = run["total_steps"]
-    checkpoint, model = out / "checkpoint.npz", out / "model.npz"
+    if agent.num_timesteps >= total:
+        raise NpppoError(f"the run in {out} already has {agent.num_timesteps:,} env steps, at or past its target of "
+                         f"{total:,}: nothing to do; pass a larger --steps to extend it")
     print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps"
-          + (f", resumed at iteration {resumed_at}" if resumed_at is not None else "") + f" -> {out}/")
+          + (f", resumed at iteration {agent.iteration}" if resumed else "") + f" -> {out}/")
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
-    created = [] if resumed_at is not None else [out / "config.json", out / "progress.csv"]
+    if not cache_root().exists():
+        print("npppo: compiling kernels (first run only: about 10 s before the first iteration)")
     made_folder = not out.exists()
-    if resumed_at is None:
+    if not resumed:
         out.mkdir(parents=True, exist_ok=True)
         agent.config.to_json(out / "config.json")
-    log = ProgressCSV(out / "progress.csv", keep_until=agent.iteration if resumed_at is not None else None)
-    line = ProgressLine(total, agent.num_timesteps)
-    last = {"snapshot": None, "saved_iteration": resumed_at}
-
-    def after_iteration(agent, metrics: dict[str, Any]) -> None:
-        log.append(metrics)
-        last["snapshot"] = snapshot(agent)
-        if agent.iteration % args.checkpoint_every == 0:
-            write_checkpoint(checkpoint, *last["snapshot"], run=run)
-            last["saved_iteration"] = agent.iteration
-        line.update(metrics)
-
+    options = RunOptions(total, args.checkpoint_every if not resumed else run.get("checkpoint_every", 10),
+                         run.get("eval_every"), run.get("eval_episodes", 10), run=run)
     try:
-        agent.learn(total, callback=after_iteration)
-    except KeyboardInterrupt:
-        line.close()
-        if last["snapshot"] is None:
-            _remove(created, out if made_folder else None)
-            print("npppo: interrupted before the first iteration completed; nothing saved"
-                  + (f" ({checkpoint} is unchanged)" if resumed_at is not None else ""), file=sys.stderr)
-            return INTERRUPTED
-        arrays, meta = last["snapshot"]
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
-        try:
-            write_checkpoint(checkpoint, arrays, meta, run=run)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        print(f"npppo: interrupted; saved iteration {meta['iteration']} ({meta['num_timesteps']:,} env steps) "
-              f"to {checkpoint}; resume with: npppo train --resume {out}", file=sys.stderr)
+        result = train(agent, out, options, resumed=resumed)
+    except NpppoError:
+        if not resumed and not (out / "checkpoint.npz").exists():
+            _remove([out / "config.json", out / "progress.csv"], out if made_folder else None)
+        raise
+    if result.interrupted:
+        if result.saved_iteration is None:
+            if not resumed:
+                _remove([out / "config.json", out / "progress.csv"], out if made_folder else None)
+            print("npppo: interrupted before the first iteration completed; nothing saved", file=sys.stderr)
+        else:
+            print(f"npppo: interrupted; saved iteration {result.saved_iteration} to {out / 'checkpoint.npz'}; "
+                  f"resume with: npppo train --resume {out}", file=sys.stderr)
         return INTERRUPTED
-    except NpppoError as exc:
-        line.close()
-        if last["saved_iteration"] is None:
-            _remove(created, out if made_folder else None)
-            raise type(exc)(f"{exc} (nothing was saved)") from exc
-        raise type(exc)(f"{exc} (last good checkpoint: {checkpoint}, iteration {last['saved_iteration']})") from exc
-    line.close()
-    final = snapshot(agent)
-    write_checkpoint(checkpoint, *final, run=run)
-    write_checkpoint(model, *final, run=run)
-    read_checkpoint(model)  # what was written reads back
-    mean, std = agent.evaluate(episodes=10)
-    print(f"evaluation: return {mean:.1f} ± {std:.1f} over 10 episodes (deterministic policy, {run['env']})")
-    print(f"saved: {model} (the policy), {checkpoint}, {out / 'progress.csv'}, {out / 'config.json'}")
+    print(f"evaluation: return {result.eval_mean:.1f} ± {result.eval_std:.1f} over {options.eval_episodes} "
+          f"episodes (deterministic policy, {run['env']})")
+    print(f"saved: {out / 'model.npz'} (the policy), {out / 'checkpoint.npz'}, {out / 'progress.csv'}, "
+          f"{out / 'config.json'}")
     print(f"next:  npppo eval {out}   |   npppo plot {out}")
     return 0
 
 
+def env_spec(env: str, kwargs: dict[str, Any] | None, max_episode_steps: int | None):
+    """What to make an environment from: its id, or a factory when it has kwargs or a time limit."""
+    from npppo.envs import EnvFactory
+
+    return EnvFactory(env, kwargs or {}, max_episode_steps) if kwargs or max_episode_steps else env
+
+
 def _fresh(args: argparse.Namespace):
     from npppo import presets
+    from npppo.config import read_config_file
     from npppo.ppo import PPO
 
     if args.config is not None:
-        config, env, steps = load_config_file(args.config)
+        config, facts = read_config_file(args.config)
         preset_name = args.config.stem
-        env = args.env or env
-        if env is None:
-            raise ConfigError(f"config file {args.config} names no environment: pass --env ID")
     else:
         preset_name = args.preset or DEFAULT_PRESET
-        preset = presets.get_dict(preset_name)
-        config = presets.get(preset_name)
-        env, steps = args.env or preset["env"], preset.get("steps")
-    total = args.steps or steps or DEFAULT_STEPS
+        config, facts = presets.load(preset_name)
+    env = args.env or facts.get("env")
+    if env is None:
+        raise ConfigError(f"config file {args.config} names no environment: pass --env ID")
     seed = args.seed if args.seed is not None else 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("runs") / f"{env.replace('/', '_')}-{preset_name}-{seed}-{stamp}"
+    out = args.out or Path("runs") / f"{env.replace('/', '_').replace(':', '_')}-{preset_name}-{seed}-{stamp}"
     existing = holds_run(out)
     if existing:
         raise NpppoError(
             f"--out {out} already holds a run ({', '.join(existing)}): continue it with "
             f"`npppo train --resume {out}`, or choose another --out"
         )
-    agent = PPO(env, config, seed=seed)  # unknown ids and unsupported spaces fail here, before any file
-    run = {"env": env, "preset": preset_name, "total_steps": int(total)}
+    env_kwargs = args.env_kwargs if args.env_kwargs is not None else facts.get("env_kwargs", {})
+    run = {"env": env, "preset": preset_name, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
+           "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every,
+           "eval_episodes": args.eval_episodes}
+    # unknown ids and unsupported spaces fail here, before any file is written
+    agent = PPO(env_spec(env, env_kwargs, args.max_episode_steps), config, seed=seed)
     return agent, out, run
 
 
 def _resume(args: argparse.Namespace):
-    from npppo.checkpoint import load_checkpoint, read_checkpoint
+    from npppo.checkpoint import read_checkpoint
+    from npppo.ppo import PPO
 
-    for flag in ("preset", "config", "seed", "out"):
+    for flag in ("preset", "config", "seed", "out", "env_kwargs", "max_episode_steps", "eval_every"):
         if getattr(args, flag) is not None:
-            raise NpppoError(f"--resume continues the saved run with its own settings: drop --{flag}")
+            raise NpppoError(f"--resume continues the saved run with its own settings: drop --{flag.replace('_', '-')}")
     out = args.resume
     checkpoint = out / "checkpoint.npz"
     if not checkpoint.exists():
         raise CheckpointError(f"{out} holds no checkpoint.npz to resume from")
     _, meta = read_checkpoint(checkpoint)
     run = dict(meta.get("run") or {})
-    env = args.env or run.get("env") or meta.get("env_id")
-    run.update(env=env, preset=run.get("preset", "?"))
-    run["total_steps"] = int(args.steps or run.get("total_steps") or DEFAULT_STEPS)
-    agent = load_checkpoint(checkpoint, env=env)
-    return agent, out, run, agent.iteration
+    run.update(env=args.env or run.get("env") or meta.get("env_id"), preset=run.get("preset", "?"))
+    record = meta.get("env") or {}
+    if args.env:
+        record = {}
+    target = int(run.get("total_steps") or DEFAULT_STEPS)
+    if args.steps is not None and args.steps < target:
+        raise NpppoError(f"--steps {args.steps:,} is below the run's own target of {target:,}: a resumed run can "
+                         "only be extended (drop --steps to finish it as planned)")
+    run["total_steps"] = int(args.steps or target)
+    agent = PPO.load(checkpoint, env=env_spec(run["env"], record.get("kwargs"), record.get("max_episode_steps")))
+    return agent, out, run
 
 
 def _remove(paths: list[Path], folder: Path | None) -> None:
@@ -282,28 +282,42 @@ def _remove(paths: list[Path], folder: Path | None) -> None:
 
 # ---------------------------------------------------------------------------------------- eval, plot, bench
 def eval_command(args: argparse.Namespace) -> int:
-    from npppo.checkpoint import load_checkpoint
+    from npppo.ppo import PPO
 
     path = args.path
     if path.is_dir():
-        candidates = [path / "model.npz", path / "checkpoint.npz"]
-        found = [p for p in candidates if p.exists()]
+        found = [p for p in (path / "model.npz", path / "checkpoint.npz") if p.exists()]
         if not found:
             raise CheckpointError(f"{path} holds neither model.npz nor checkpoint.npz")
         path = found[0]
-    agent = load_checkpoint(path, env=args.env)
-    env = args.env or agent.env_id
-    if args.render:
-        import gymnasium as gym
+    agent = PPO.load(path)
+    spec = agent.env_spec
+    if args.env or args.env_kwargs is not None or args.max_episode_steps or args.render:
+        from npppo.envs import EnvFactory
 
-        def eval_env():
-            return gym.make(env, render_mode="human")
-    else:
-        eval_env = env
-    mean, std = agent.evaluate(episodes=args.episodes, env=eval_env)
+        base = spec if isinstance(spec, EnvFactory) else EnvFactory(spec if isinstance(spec, str) else agent.env_id)
+        kwargs = {**base.kwargs, **(args.env_kwargs or {})}
+        if args.render:
+            _check_display()
+            kwargs["render_mode"] = "human"
+        spec = EnvFactory(args.env or base.env_id, kwargs, args.max_episode_steps or base.max_episode_steps)
+    env = getattr(spec, "env_id", spec)
+    mean, std = agent.evaluate(episodes=args.episodes, env=spec)
     print(f"{path} on {env}: return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
           f"(deterministic policy, iteration {agent.iteration}, {agent.num_timesteps:,} env steps)")
     return 0
+
+
+def _check_display() -> None:
+    import os
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise NpppoError("--render opens a window, but there is no display (DISPLAY is not set): "
+                         "run it on a desktop session")
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        raise NpppoError("--render needs pygame, an optional extra: pip install 'npppo[render]'") from None
 
 
 def plot_command(args: argparse.Namespace) -> int:

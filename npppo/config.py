@@ -1,13 +1,17 @@
 """PPOConfig: every setting of a run, validated up front, convertible to and from JSON.
 
-The defaults are the seed's system (SPEC §1); :mod:`npppo.presets` holds named configurations as
-data. Every out-of-range value raises :class:`npppo.errors.ConfigError` naming the field, its value
-and what is allowed.
+This module owns the allowed values of every field and the schema of preset files. The defaults are
+the broadly working PPO settings users know from Stable-Baselines3 (Adam 3e-4, 64-64 tanh networks,
+identity mean with a state-independent log sigma, GAE(0.95), 10 epochs of 64-sample minibatches over
+2048-step batches); the seed's system (SPEC §1) is the preset ``seed``, spelled out field by field
+in ``presets/seed.json``. Every out-of-range value raises :class:`npppo.errors.ConfigError` naming
+the field, its value and what is allowed; an unknown key gets a "did you mean".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -15,62 +19,63 @@ from pathlib import Path
 from typing import Any
 
 from npppo.errors import ConfigError
-from npppo.nn.activations import CODES as ACTIVATIONS
-from npppo.nn.layers import INITIALISERS
-from npppo.optim import Optimizer
-from npppo.policy import SIGMA_MODES
+from npppo.inference import ACTIVATIONS
 
 ADVANTAGES = ("n_step", "gae")
 LR_SCHEDULES = ("constant", "linear")
 DTYPES = ("float32", "float64")
+SIGMA_MODES = ("relu", "softplus", "state_independent")
+INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
+OPTIMIZERS = ("sgd", "adam")
+PRESET_KEYS = ("description", "env", "steps", "env_kwargs", "config")
 
 
 @dataclass
 class PPOConfig:
-    """All settings of a PPO run. Field comments give the seed's value and meaning."""
+    """All settings of a PPO run (SB3's name, where it differs, in the comments; docs/config.md)."""
 
-    # --- batches: whole episodes (seed: 40) or a fixed number of env steps
-    num_envs: int = 40  # environments stepped together (seed: one per episode of the batch)
-    episodes_per_batch: int | None = 40  # whole episodes per iteration
-    steps_per_batch: int | None = None  # or: this many env steps per iteration (then episodes_per_batch=None)
+    # --- batches: a fixed number of env steps (default) or whole episodes (the seed: 40)
+    num_envs: int = 8  # environments stepped together (SB3: n_envs)
+    episodes_per_batch: int | None = None  # whole episodes per iteration (then steps_per_batch=None)
+    steps_per_batch: int | None = 2048  # env steps per iteration, over all environments (SB3: n_steps * n_envs)
     # --- critic targets and advantages
     gamma: float = 0.99
-    advantage: str = "n_step"  # "n_step" (seed) or "gae"
-    n_step: int = 20  # the seed's 20-step returns
+    advantage: str = "gae"  # "gae" (GAE(λ) with λ-returns as targets) or "n_step" (the seed's n-step returns)
+    n_step: int = 20  # the n of n-step returns
     gae_lambda: float = 0.95
     normalize_advantages: bool = True
     # --- the PPO update
-    clip_eps: float = 0.2
-    actor_epochs: int = 10  # k1: passes over the batch for the actor per iteration
-    critic_epochs: int = 5  # k2: passes for the critic
-    batch_size: int | None = None  # minibatch size; None = full batch (seed)
-    ent_coef_start: float = 1.0  # entropy coefficient, annealed linearly over the run ...
-    ent_coef_end: float = 0.005  # ... to this value at its end
+    clip_eps: float = 0.2  # SB3: clip_range
+    actor_epochs: int = 10  # k1: passes over the batch for the actor per iteration (SB3: n_epochs)
+    critic_epochs: int = 10  # k2: passes for the critic
+    batch_size: int | None = 64  # minibatch size; None = full batch (the seed)
+    ent_coef_start: float = 0.0  # entropy coefficient, annealed linearly over the run ... (SB3: ent_coef)
+    ent_coef_end: float = 0.0  # ... to this value at its end
     target_kl: float | None = None  # stop the actor epochs once approx KL exceeds this
-    value_clip: float | None = None  # clip V around V_old by this much in the critic loss
-    # --- networks
-    trunk_sizes: list[int] = field(default_factory=lambda: [100, 80, 70])
-    head_sizes: list[int] = field(default_factory=lambda: [60, 50])
-    actor_activation: str = "elu"
-    mu_activation: str = "relu"
-    sigma_mode: str = "relu"  # "relu" (seed) / "softplus" (+ sigma_min), or "state_independent"
+    value_clip: float | None = None  # clip V around V_old by this much in the critic loss (SB3: clip_range_vf)
+    # --- networks (SB3: net_arch, activation_fn)
+    trunk_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    head_sizes: list[int] = field(default_factory=list)
+    actor_activation: str = "tanh"
+    mu_activation: str = "identity"  # the mean head's output; "relu" in the seed
+    sigma_mode: str = "state_independent"  # "relu" (seed) / "softplus" (+ sigma_min), or a log-std parameter
     sigma_min: float = 1e-3
     log_std_init: float = 0.0  # initial log sigma when sigma_mode="state_independent"
-    critic_sizes: list[int] = field(default_factory=lambda: [100, 100, 100, 80, 40])
-    critic_activation: str = "relu"
+    critic_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    critic_activation: str = "tanh"
     elu_alpha: float = 1.0
-    init: str = "glorot_normal"
-    mu_output_gain: float = 1.0  # scale of the mu head's last-layer initial weights
+    init: str = "orthogonal"  # SB3: ortho_init
+    mu_output_gain: float = 0.01  # scale of the mu head's last-layer initial weights
     # --- optimizers: one for trunk + mu head, one for the sigma head, one for the critic
-    optimizer: str = "sgd"  # "sgd" (momentum SGD, seed) or "adam"
-    mu_lr: float = 1e-4
-    sigma_lr: float = 1e-4
-    critic_lr: float = 1e-4
+    optimizer: str = "adam"  # "adam" or "sgd" (momentum SGD, the seed)
+    mu_lr: float = 3e-4  # SB3: learning_rate
+    sigma_lr: float = 3e-4
+    critic_lr: float = 3e-4
     momentum: float = 0.9
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    adam_eps: float = 1e-8
+    adam_eps: float = 1e-5
     lr_schedule: str = "constant"  # or "linear": down to 0 at the end of the run
-    max_grad_norm: float | None = 1.0  # per optimizer group
+    max_grad_norm: float | None = 0.5  # per optimizer group
     # --- normalisation
     normalize_obs: bool = False  # running mean/std of observations, saved with the model
     obs_clip: float = 10.0  # normalised observations are clipped to ±obs_clip
@@ -146,7 +151,7 @@ class PPOConfig:
         sizes("head_sizes", allow_empty=True)
         sizes("critic_sizes", allow_empty=False)
         for name in ("actor_activation", "mu_activation", "critic_activation"):
-            choice(name, ACTIVATIONS)
+            choice(name, list(ACTIVATIONS))
         choice("sigma_mode", SIGMA_MODES)
         number("sigma_min", 0.0, inf, False, True)
         if self.sigma_mode != "state_independent" and self.sigma_min <= 0:
@@ -155,7 +160,7 @@ class PPOConfig:
         number("elu_alpha", 0.0, inf, True, True)
         choice("init", INITIALISERS)
         number("mu_output_gain", 0.0, inf, True, True)
-        choice("optimizer", Optimizer.KINDS)
+        choice("optimizer", OPTIMIZERS)
         for name in ("mu_lr", "sigma_lr", "critic_lr"):
             number(name, 0.0, inf, False, True)
         number("momentum", 0.0, 1.0, False, True)
@@ -183,10 +188,7 @@ class PPOConfig:
         """Build from a dict; unknown keys are an error (a typo should not pass silently)."""
         if not isinstance(values, dict):
             raise ConfigError(f"a config must be a JSON object of field: value, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; valid fields are {sorted(known)}")
+        reject_unknown(values, [f.name for f in dataclasses.fields(cls)], "config field")
         return cls(**values)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -197,19 +199,44 @@ class PPOConfig:
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> PPOConfig:
-        """From a JSON file path (or a JSON string starting with ``{``)."""
+        """From a JSON file path (or a JSON string starting with ``{``) of PPOConfig fields."""
         text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            try:
-                text = Path(path_or_text).read_text()
-            except OSError as exc:
-                raise ConfigError(f"cannot read config file {path_or_text}: {exc.strerror}") from exc
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config {path_or_text} is not valid JSON: {exc}") from exc
-        return cls.from_dict(values)
+        return cls.from_dict(_parse_json(text if text.lstrip().startswith("{") else _read(path_or_text), text))
 
     def replace(self, **changes: Any) -> PPOConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def reject_unknown(values: dict[str, Any], known: list[str], what: str) -> None:
+    """ConfigError naming each unknown key of ``values``, with the closest known name."""
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown {what} {key!r}: {hint}valid names are {sorted(known)}")
+
+
+def read_config_file(path: str | Path) -> tuple[PPOConfig, dict[str, Any]]:
+    """(config, run facts) from a JSON file: either PPOConfig fields, or a preset-style object
+    ``{description, env, steps, env_kwargs, config}`` (the run facts are its keys other than config)."""
+    values = _parse_json(_read(path), str(path))
+    if isinstance(values, dict) and "config" in values:
+        reject_unknown(values, list(PRESET_KEYS), f"key in preset-style file {path}:")
+        facts = {key: values[key] for key in PRESET_KEYS if key != "config" and key in values}
+        return PPOConfig.from_dict(values["config"]), facts
+    return PPOConfig.from_dict(values), {}
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
+def _parse_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config {source} is not valid JSON: {exc}") from exc

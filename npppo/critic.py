@@ -6,36 +6,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from npppo.nn.activations import Activation
-from npppo.nn.layers import MLP, FlatModel
+from npppo.config import PPOConfig
+from npppo.nn.layers import MLP, ROWS_FORWARD_MAX, FlatModel, forward_rows
 
 
 class Critic(FlatModel):
-    """A state-value network: hidden layers with one activation, a linear output of width 1."""
+    """A state-value network shaped by ``config``: hidden layers with one activation, a linear output."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        hidden_sizes: Sequence[int] = (100, 100, 100, 80, 40),
-        activation: str = "relu",
-        elu_alpha: float = 1.0,
-        init: str = "glorot_normal",
-        dtype=np.float64,
-        rng: np.random.Generator | None = None,
-    ) -> None:
+    def __init__(self, obs_dim: int, config: PPOConfig, rng: np.random.Generator) -> None:
         self.obs_dim = obs_dim
-        hidden = Activation(activation, elu_alpha)
-        sizes = [obs_dim, *hidden_sizes, 1]
-        self.mlp = MLP(sizes, [hidden] * len(hidden_sizes) + [Activation("identity")], "critic")
-        super().__init__([self.mlp], dtype=dtype)
-        self.mlp.init(rng if rng is not None else np.random.default_rng(0), init)
+        sizes = config.critic_sizes
+        self.mlp = MLP([obs_dim, *sizes, 1], [config.critic_activation] * len(sizes) + ["identity"], "critic",
+                       config.elu_alpha)
+        super().__init__([self.mlp], [], np.dtype(config.dtype))
+        self.mlp.init(rng, config.init)
 
     def forward(self, obs: np.ndarray) -> np.ndarray:
-        """values (batch,), a view of a layer buffer, cached for :meth:`backward`."""
+        """values (batch,) through BLAS, a view of a layer buffer, cached for :meth:`backward`."""
         return self.mlp.forward(obs)[:, 0]
 
     def backward(self, grad_values: np.ndarray) -> None:
@@ -43,6 +32,13 @@ class Critic(FlatModel):
         self.mlp.backward(np.ascontiguousarray(grad_values[:, None]), need_input_grad=False)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        """V(obs) as a fresh (batch,) array."""
-        obs = np.atleast_2d(np.asarray(obs, dtype=self.dtype))
-        return self.forward(obs).copy()
+        """V(obs) as a fresh (batch,) array; obs (batch, obs_dim)."""
+        obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=self.dtype)
+        return self.forward(obs).copy() if obs.shape[0] > ROWS_FORWARD_MAX else self.value_rows(obs)
+
+    def value_rows(self, obs: np.ndarray) -> np.ndarray:
+        """V(obs) through one compiled call, row by row (see ``GaussianPolicy.distribution_rows``)."""
+        obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=self.dtype)
+        values = np.empty((obs.shape[0], 1), self.dtype)
+        forward_rows(self.params, *self.kernel_layout, obs, values)
+        return values[:, 0]

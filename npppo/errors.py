@@ -15,7 +15,7 @@ class ConfigError(NpppoError, ValueError):
     """A configuration value is missing, malformed or out of range (the message names the field)."""
 
 
-class EnvironmentError(NpppoError):  # the public name the API promises (shadows the builtin inside npppo.errors only)
+class EnvError(NpppoError):
     """The environment cannot be used: unknown id, unsupported spaces, or non-finite observations/rewards."""
 
 
@@ -25,3 +25,7 @@ class TrainingError(NpppoError, FloatingPointError):
 
 class CheckpointError(NpppoError):
     """A checkpoint cannot be read or does not fit: corrupt, truncated, foreign or mismatched."""
+
+
+class WorkerError(NpppoError):
+    """A rollout worker kept failing (died, or its environment raised) and the run cannot go on."""

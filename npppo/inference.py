@@ -1,23 +1,25 @@
-"""Acting from a saved policy with NumPy alone: no Numba, no Gymnasium, no npppo training code.
+"""Acting from a saved policy with NumPy alone, and the NumPy reference of every formula npppo uses.
 
     from npppo.inference import Policy
     policy = Policy.load("runs/pendulum/model.npz")
     action = policy.act(obs)                  # deterministic: the mean mu(s), clipped to the bounds
     value = policy.value(obs)                 # the critic's V(s)
 
-This file imports only NumPy and the standard library, so it can also be copied on its own next
-to an application and imported as ``inference`` (or loaded by file path); ``import npppo.inference``
-does not load Numba or Gymnasium either (``npppo/__init__.py`` loads its names lazily).
+This file imports only NumPy and the standard library, so it can be copied on its own next to an
+application and imported as ``inference``. The formulas below are the plain-NumPy references that
+npppo's compiled kernels are tested against: one activation table, one Gaussian log-density, one
+observation normalisation.
 
-It rebuilds the networks from the checkpoint's config and flat parameter vectors, in the layout of
-:mod:`npppo.nn.layers`: each dense layer is its weight ``(fan_in, fan_out)`` row-major, then its bias
-``(fan_out,)``; the policy vector holds the trunk, the mu head, then the sigma head (or ``log_std``).
+A checkpoint describes each network by its *layer table* (see ``npppo.nn.layers.LAYER_DTYPE``):
+one row per dense layer ``y = f(x W + b)`` with its part (``trunk``, ``mu``, ``sigma``, ``critic``),
+the offset of ``W (fan_in, fan_out)`` (row-major, then ``b (fan_out,)``) in the network's flat
+parameter vector, and the activation ``f`` with its ``alpha``. What is not a layer sits in the
+checkpoint's metadata under ``"policy"``:
 
-    x     = clip((obs - mean) / sqrt(var + 1e-8), -obs_clip, obs_clip)     if normalize_obs
-    h     = trunk(x)
-    mu    = mu_head(h)
-    sigma = sigma_head(h) + sigma_min      or  exp(log_std)  (state-independent)
-    action = clip(mu, low, high)           or  clip(mu + sigma * N(0, 1), low, high)
+    x      = clip((obs - mean) / sqrt(var + OBS_EPS), -obs_clip, obs_clip)   if obs_clip is not None
+    h      = trunk(x);   mu = mu(h)
+    sigma  = sigma(h) + sigma_min        or  exp(params[log_std_offset : + action_dim])
+    action = clip(mu, low, high)         or  clip(mu + sigma * N(0, 1), low, high)
 
 Everything is computed in float64, whatever precision the policy was trained in.
 """
@@ -30,41 +32,50 @@ from pathlib import Path
 import numpy as np
 
 META_KEY = "__npppo__"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+OBS_EPS = 1e-8  # keeps the normalisation finite for an observation that never varies
+HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-def _activation(name: str, alpha: float = 1.0):
-    """f(z) as a NumPy function (the same formulas as npppo.nn.activations)."""
-    if name == "identity":
-        return lambda z: z
-    if name == "relu":
-        return lambda z: np.maximum(z, 0.0)
-    if name == "elu":
-        return lambda z: np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0.0)))
-    if name == "softplus":
-        return lambda z: np.logaddexp(0.0, z)
-    if name == "tanh":
-        return np.tanh
-    raise ValueError(f"unknown activation {name!r} in the checkpoint's config")
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
 
 
-class _MLP:
-    """Dense layers ``y = f(x W + b)`` cut out of a flat parameter vector, starting at ``offset``."""
+# name -> (f(z), f'(z)); alpha is ELU's negative saturation. The order gives the compiled kernels' codes.
+ACTIVATIONS = {
+    "identity": (lambda z, alpha: z, lambda z, alpha: np.ones_like(z)),
+    "relu": (lambda z, alpha: np.maximum(z, 0.0), lambda z, alpha: (z > 0).astype(z.dtype)),
+    "elu": (lambda z, alpha: np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0.0))),
+            lambda z, alpha: np.where(z > 0, 1.0, alpha * np.exp(np.minimum(z, 0.0))).astype(z.dtype)),
+    "softplus": (lambda z, alpha: np.logaddexp(0.0, z), lambda z, alpha: _sigmoid(z).astype(z.dtype)),
+    "tanh": (lambda z, alpha: np.tanh(z), lambda z, alpha: 1.0 - np.tanh(z) ** 2),
+}
 
-    def __init__(self, params: np.ndarray, offset: int, sizes: list[int], activations: list) -> None:
-        self.layers = []
-        for fan_in, fan_out, activation in zip(sizes[:-1], sizes[1:], activations, strict=True):
-            weight = params[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out)
-            offset += fan_in * fan_out
-            bias = params[offset : offset + fan_out]
-            offset += fan_out
-            self.layers.append((weight, bias, activation))
-        self.end = offset
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        for weight, bias, activation in self.layers:
-            x = activation(x @ weight + bias)
-        return x
+def gaussian_log_prob(actions, mu, sigma):
+    """log N(actions; mu, diag(sigma^2)) summed over the last axis: (batch, D) -> (batch,)."""
+    z = (actions - mu) / sigma
+    return np.sum(-0.5 * z**2 - np.log(sigma) - HALF_LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(sigma):
+    """Differential entropy of N(mu, diag(sigma^2)) summed over the last axis: (batch, D) -> (batch,)."""
+    return np.sum(0.5 + HALF_LOG_2PI + np.log(sigma), axis=-1)
+
+
+def normalize_observations(obs, mean, var, clip):
+    """clip((obs - mean) / sqrt(var + OBS_EPS), -clip, clip); obs (batch, obs_dim)."""
+    return np.clip((obs - mean) / np.sqrt(var + OBS_EPS), -clip, clip)
+
+
+def mlp_forward(params, layers, x):
+    """The dense layers ``layers`` (rows of a layer table) applied in order to x (batch, fan_in)."""
+    for layer in layers:
+        offset, fan_in, fan_out = int(layer["offset"]), int(layer["fan_in"]), int(layer["fan_out"])
+        weight = params[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out)
+        bias = params[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
+        x = ACTIVATIONS[str(layer["activation"])][0](x @ weight + bias, float(layer["alpha"]))
+    return x
 
 
 class Policy:
@@ -75,43 +86,19 @@ class Policy:
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        cfg = meta["config"]
-        self.meta, self.config = meta, cfg
+        self.meta, self.config, facts = meta, meta["config"], meta["policy"]
         self.obs_dim, self.action_dim = int(meta["obs_dim"]), int(meta["action_dim"])
         self.action_low = np.asarray(arrays["action_low"], np.float64)
         self.action_high = np.asarray(arrays["action_high"], np.float64)
-        hidden = _activation(cfg["actor_activation"], cfg["elu_alpha"])
-        trunk_sizes, head_sizes = list(cfg["trunk_sizes"]), list(cfg["head_sizes"])
-        head = [trunk_sizes[-1], *head_sizes, self.action_dim]
-        params = np.asarray(arrays["policy.params"], np.float64)
-        self.trunk = _MLP(params, 0, [self.obs_dim, *trunk_sizes], [hidden] * len(trunk_sizes))
-        head_hidden = [hidden] * len(head_sizes)
-        self.mu_head = _MLP(params, self.trunk.end, head, [*head_hidden, _activation(cfg["mu_activation"])])
-        self.sigma_min = float(cfg["sigma_min"])
-        if cfg["sigma_mode"] == "state_independent":
-            self.sigma_head = None
-            self.log_std = params[self.mu_head.end : self.mu_head.end + self.action_dim]
-            end = self.mu_head.end + self.action_dim
-        else:
-            self.sigma_head = _MLP(params, self.mu_head.end, head,
-                                   [*head_hidden, _activation(cfg["sigma_mode"])])
-            end = self.sigma_head.end
-        if end != params.size:
-            raise ValueError(f"the policy parameter vector has {params.size} entries, its config needs {end}")
-        critic_sizes = list(cfg["critic_sizes"])
-        critic_params = np.asarray(arrays["critic.params"], np.float64)
-        self.critic = _MLP(critic_params, 0, [self.obs_dim, *critic_sizes, 1],
-                           [_activation(cfg["critic_activation"], cfg["elu_alpha"])] * len(critic_sizes)
-                           + [_activation("identity")])
-        if self.critic.end != critic_params.size:
-            raise ValueError(
-                f"the critic parameter vector has {critic_params.size} entries, its config needs {self.critic.end}"
-            )
-        self.obs_mean = self.obs_var = None
-        if cfg["normalize_obs"]:
+        self.params = np.asarray(arrays["policy.params"], np.float64)
+        self.critic_params = np.asarray(arrays["critic.params"], np.float64)
+        layers, self.critic_layers = arrays["policy.layers"], arrays["critic.layers"]
+        self.parts = {part: layers[layers["part"] == part] for part in ("trunk", "mu", "sigma")}
+        self.sigma_min, self.log_std_offset = float(facts["sigma_min"]), facts["log_std_offset"]
+        self.obs_clip = facts["obs_clip"]
+        if self.obs_clip is not None:
             self.obs_mean = np.asarray(arrays["obs_rms.mean"], np.float64)
             self.obs_var = np.asarray(arrays["obs_rms.var"], np.float64)
-        self.obs_clip = float(cfg["obs_clip"])
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -134,8 +121,6 @@ class Policy:
             return cls(arrays, meta)
         except KeyError as exc:
             raise ValueError(f"checkpoint {path} is incomplete: it has no {exc.args[0]!r}") from exc
-        except ValueError as exc:
-            raise ValueError(f"checkpoint {path} does not fit its own config: {exc}") from exc
 
     def _features(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
         """Raw obs (obs_dim,) or (k, obs_dim) -> normalised (k, obs_dim) float64, and whether it was one row."""
@@ -143,24 +128,22 @@ class Policy:
         if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
             raise ValueError(f"expected observations of shape ({self.obs_dim},) or (k, {self.obs_dim}), "
                              f"got {obs.shape}")
-        single = obs.ndim == 1
         x = obs.reshape(-1, self.obs_dim)
-        if self.obs_mean is not None:
-            x = np.clip((x - self.obs_mean) / np.sqrt(self.obs_var + 1e-8), -self.obs_clip, self.obs_clip)
-        return x, single
+        if self.obs_clip is not None:
+            x = normalize_observations(x, self.obs_mean, self.obs_var, self.obs_clip)
+        return x, obs.ndim == 1
 
     def distribution(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) of π(·|obs), each (k, action_dim), for raw observations (k, obs_dim)."""
         return self._distribution(self._features(obs)[0])
 
     def _distribution(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = self.trunk(x)
-        mu = self.mu_head(h)
-        if self.sigma_head is None:
-            sigma = np.broadcast_to(np.exp(self.log_std), mu.shape).copy()
-        else:
-            sigma = self.sigma_head(h) + self.sigma_min
-        return mu, sigma
+        h = mlp_forward(self.params, self.parts["trunk"], x)
+        mu = mlp_forward(self.params, self.parts["mu"], h)
+        if self.log_std_offset is not None:
+            log_std = self.params[self.log_std_offset : self.log_std_offset + self.action_dim]
+            return mu, np.broadcast_to(np.exp(log_std), mu.shape).copy()
+        return mu, mlp_forward(self.params, self.parts["sigma"], h) + self.sigma_min
 
     def act(self, obs: np.ndarray, deterministic: bool = True,
             rng: np.random.Generator | None = None) -> np.ndarray:
@@ -182,5 +165,5 @@ class Policy:
     def value(self, obs: np.ndarray) -> np.ndarray | float:
         """The critic's V(obs): a float for one observation, (k,) for a batch."""
         x, single = self._features(obs)
-        values = self.critic(x)[:, 0]
+        values = mlp_forward(self.critic_params, self.critic_layers, x)[:, 0]
         return float(values[0]) if single else values

@@ -27,19 +27,15 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from npppo.critic import Critic
-from npppo.distributions import (
-    HALF_LOG_2PI,
-    reference_entropy,
-    reference_log_prob,
-    reference_log_prob_grad,
-)
+from npppo.distributions import normal_entropy, normal_log_density
+from npppo.inference import gaussian_entropy, gaussian_log_prob
+from npppo.jit import njit
 from npppo.policy import GaussianPolicy
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
                            grad_mu, grad_sigma, stats):
     """Fused actor-loss kernel: returns L and writes dL/dmu, dL/dsigma (batch, D).
@@ -58,10 +54,8 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
         log_prob = 0.0
         entropy = 0.0
         for d in range(dims):
-            z = (actions[i, d] - mu[i, d]) / sigma[i, d]
-            log_sigma = math.log(sigma[i, d])
-            log_prob += -0.5 * z * z - log_sigma - HALF_LOG_2PI
-            entropy += 0.5 + HALF_LOG_2PI + log_sigma
+            log_prob += normal_log_density(actions[i, d], mu[i, d], sigma[i, d])
+            entropy += normal_entropy(sigma[i, d])
         log_ratio = log_prob - old_log_prob[i]
         ratio = math.exp(log_ratio)
         advantage = advantages[i]
@@ -92,17 +86,17 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
 def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef):
     """(loss, dL/dmu, dL/dsigma, stats) of :func:`clipped_surrogate_grad` in plain NumPy (for the tests)."""
     n = actions.shape[0]
-    log_prob = reference_log_prob(actions, mu, sigma)
-    entropy = reference_entropy(sigma)
+    log_prob = gaussian_log_prob(actions, mu, sigma)
+    entropy = gaussian_entropy(sigma)
     log_ratio = log_prob - old_log_prob
     ratio = np.exp(log_ratio)
     clipped_ratio = np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     loss = -np.mean(np.minimum(ratio * advantages, clipped_ratio * advantages) + ent_coef * entropy)
     unclipped = np.where(advantages >= 0, ratio <= 1.0 + clip_eps, ratio >= 1.0 - clip_eps)
     grad_log_prob = np.where(unclipped, -advantages * ratio / n, 0.0)[:, None]
-    dlogp_dmu, dlogp_dsigma = reference_log_prob_grad(actions, mu, sigma)
-    grad_mu = grad_log_prob * dlogp_dmu
-    grad_sigma = grad_log_prob * dlogp_dsigma - ent_coef / (n * sigma)
+    diff = actions - mu  # d log pi / d mu = diff / sigma^2, d log pi / d sigma = diff^2 / sigma^3 - 1 / sigma
+    grad_mu = grad_log_prob * diff / sigma**2
+    grad_sigma = grad_log_prob * (diff**2 / sigma**3 - 1.0 / sigma) - ent_coef / (n * sigma)
     stats = np.array([entropy.mean(), np.mean((ratio - 1.0) - log_ratio),
                       np.mean(np.abs(ratio - 1.0) > clip_eps), ratio.mean()])
     return loss, grad_mu, grad_sigma, stats

@@ -6,18 +6,20 @@ Merging a batch with mean m_b, variance v_b and count n_b into (m, v, n)::
     m' = m + δ n_b / N
     v' = (v n + v_b n_b + δ² n n_b / N) / N
 
-Observations are normalised as clip((x - m) / sqrt(v + 1e-8), -c, c).
+Observations are normalised by :func:`npppo.inference.normalize_observations`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from npppo.inference import OBS_EPS, normalize_observations
+
 
 class RunningMeanStd:
     """Mean and variance of everything seen so far; ``shape`` is one observation's shape."""
 
-    def __init__(self, shape: tuple[int, ...], clip: float = 10.0) -> None:
+    def __init__(self, shape: tuple[int, ...], clip: float) -> None:
         self.mean = np.zeros(shape)
         self.var = np.ones(shape)
         self.count = 0.0
@@ -36,4 +38,8 @@ class RunningMeanStd:
         self.count = total
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip)
+        return normalize_observations(x, self.mean, self.var, self.clip)
+
+    def kernel_stats(self) -> np.ndarray:
+        """(mean, sqrt(var + OBS_EPS)) as one (2, obs_dim) array: the compiled acting kernel's form."""
+        return np.stack([self.mean, np.sqrt(self.var + OBS_EPS)])

@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from npppo.jit import njit
 
 
-@njit(cache=True)
+@njit
 def l2_norm(x):
     """sqrt(sum(x^2)), squared and accumulated in float64."""
     total = 0.0
@@ -40,7 +41,7 @@ def l2_norm(x):
     return math.sqrt(total)
 
 
-@njit(cache=True)
+@njit
 def sgd_momentum_step(params, grad, velocity, lr, momentum, grad_scale):
     """Fused: g <- grad * grad_scale; v <- momentum v + g; p <- p - lr v (all (n,))."""
     for i in range(params.shape[0]):
@@ -49,7 +50,7 @@ def sgd_momentum_step(params, grad, velocity, lr, momentum, grad_scale):
         params[i] -= lr * v
 
 
-@njit(cache=True)
+@njit
 def adam_step(params, grad, m, v, lr, beta1, beta2, eps, step, grad_scale):
     """Fused Adam step number ``step`` (1-based) on (n,) arrays, gradient scaled by ``grad_scale``."""
     correction1 = 1.0 - beta1**step
@@ -71,11 +72,10 @@ def norm_scale(grad_norm: float, max_norm: float | None) -> float:
 class Optimizer:
     """Steps the slice ``[start, stop)`` of a flat parameter vector.
 
-    ``kind`` is ``"sgd"`` (momentum SGD) or ``"adam"``. The state (``velocity`` or ``m``, ``v``, and
-    ``step``) is plain arrays, so a checkpoint can hold it (:meth:`state` / :meth:`load_state`).
+    ``kind`` is ``"sgd"`` (momentum SGD) or ``"adam"`` (:data:`npppo.config.OPTIMIZERS`). The state
+    (``velocity`` or ``m``, ``v``, and ``step``) is plain arrays, so a checkpoint can hold it
+    (:meth:`state` / :meth:`load_state`).
     """
-
-    KINDS = ("sgd", "adam")
 
     def __init__(
         self,
@@ -84,14 +84,12 @@ class Optimizer:
         stop: int,
         lr: float,
         *,
-        momentum: float = 0.9,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        max_grad_norm: float | None = None,
-        dtype=np.float64,
+        momentum: float,
+        betas: tuple[float, float],
+        eps: float,
+        max_grad_norm: float | None,
+        dtype,
     ) -> None:
-        if kind not in self.KINDS:
-            raise ValueError(f"unknown optimizer {kind!r}: choose one of {list(self.KINDS)}")
         self.kind, self.start, self.stop, self.lr = kind, start, stop, lr
         self.momentum, self.betas, self.eps, self.max_grad_norm = momentum, betas, eps, max_grad_norm
         n = stop - start

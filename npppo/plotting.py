@@ -2,8 +2,9 @@
 
 One run is drawn as its curve; several runs (e.g. seeds) as their mean with a min-max band, each run
 faint behind it. The curves are interpolated onto a common grid of env steps (whole-episode batches
-end at slightly different step counts in different runs). Matplotlib is an optional extra:
-``pip install 'npppo[plot]'``.
+end at slightly different step counts in different runs). Periodic deterministic evaluations
+(``eval_mean``, from ``npppo train --eval-every``) are drawn as points, and a threshold as a dashed
+line. Matplotlib is an optional extra: ``pip install 'npppo[plot]'``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from npppo.errors import NpppoError
 from npppo.progress import read_progress
 
 
-def load_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(env steps, mean episode return), each (iterations,), of the run in ``run_dir``."""
+def load_curve(run_dir: str | Path, column: str = "return_mean") -> tuple[np.ndarray, np.ndarray]:
+    """(env steps, ``column``), each (iterations with a value,), of the run in ``run_dir``."""
     path = Path(run_dir)
     path = path / "progress.csv" if path.is_dir() else path
     if not path.is_file():
@@ -28,15 +29,17 @@ def load_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise NpppoError(f"{path} has no column(s) {sorted(missing)}: it is not an npppo progress.csv")
     steps = np.array([float(row["steps"]) for row in rows])
-    returns = np.array([float(row["return_mean"]) if row["return_mean"] else math.nan for row in rows])
-    keep = np.isfinite(returns)  # fixed-step batches can end an iteration with no finished episode
-    if not np.any(keep):
+    values = np.array([float(row.get(column) or math.nan) for row in rows])
+    keep = np.isfinite(values)  # fixed-step batches can end an iteration with no finished episode
+    if column == "return_mean" and not np.any(keep):
         raise NpppoError(f"{path} has no finished episodes yet: nothing to plot")
-    return steps[keep], returns[keep]
+    return steps[keep], values[keep]
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """Draw the runs' learning curves into the PNG ``out``; returns its path."""
+def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None,
+              threshold: float | None = None) -> Path:
+    """Draw the runs' learning curves (training return, and evaluations where there are any) into the
+    PNG ``out``, with ``threshold`` as a dashed line; returns its path."""
     try:
         import matplotlib
 
@@ -59,12 +62,19 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
         axes.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), color="C0", alpha=0.2,
                           label="min-max")
         axes.plot(grid, stacked.mean(axis=0), color="C0", linewidth=2, label=f"mean of {len(curves)} runs")
+    for k, run_dir in enumerate(run_dirs):
+        steps, evals = load_curve(run_dir, "eval_mean")
+        if steps.size:
+            axes.plot(steps, evals, "o", ms=3.5, color=f"C{2 + k % 8}",
+                      label=f"deterministic eval, {Path(run_dir).name}")
+    if threshold is not None:
+        axes.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     axes.set_xlabel("env steps")
-    axes.set_ylabel("mean episode return")
+    axes.set_ylabel("episode return (training, stochastic policy)")
     axes.set_title(title or ", ".join(Path(d).name for d in run_dirs[:3]) + (" ..." if len(run_dirs) > 3 else ""),
                    fontsize=9)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="best", fontsize=7)
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

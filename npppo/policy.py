@@ -16,63 +16,41 @@ Parameters are one flat vector, in forward order: trunk, mu head, then sigma hea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-from numba import njit
 
-from npppo.nn.activations import Activation
-from npppo.nn.layers import MLP, FlatModel, forward_rows
-
-SIGMA_MODES = ("relu", "softplus", "state_independent")
+from npppo.config import PPOConfig
+from npppo.jit import njit
+from npppo.nn.layers import MLP, ROWS_FORWARD_MAX, FlatModel, forward_rows
 
 
 class GaussianPolicy(FlatModel):
-    """π(a|s;θ) = N(mu(s), diag(sigma(s)^2)) with the seed's two-headed network."""
+    """π(a|s;θ) = N(mu(s), diag(sigma(s)^2)), shaped by ``config`` (trusted: PPOConfig validates it)."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        trunk_sizes: Sequence[int] = (100, 80, 70),
-        head_sizes: Sequence[int] = (60, 50),
-        hidden_activation: str = "elu",
-        mu_activation: str = "relu",
-        sigma_mode: str = "relu",
-        sigma_min: float = 1e-3,
-        log_std_init: float = 0.0,
-        elu_alpha: float = 1.0,
-        init: str = "glorot_normal",
-        mu_output_gain: float = 1.0,
-        dtype=np.float64,
-        rng: np.random.Generator | None = None,
-    ) -> None:
-        if sigma_mode not in SIGMA_MODES:
-            raise ValueError(f"unknown sigma_mode {sigma_mode!r}: choose one of {list(SIGMA_MODES)}")
+    def __init__(self, obs_dim: int, action_dim: int, config: PPOConfig, rng: np.random.Generator) -> None:
+        cfg = config
         self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.sigma_mode, self.sigma_min = sigma_mode, float(sigma_min)
-        hidden = Activation(hidden_activation, elu_alpha)
-        trunk_sizes, head_sizes = list(trunk_sizes), list(head_sizes)
-        head = [trunk_sizes[-1], *head_sizes, action_dim]
-        self.trunk = MLP([obs_dim, *trunk_sizes], [hidden] * len(trunk_sizes), "trunk")
-        self.mu_head = MLP(head, [hidden] * len(head_sizes) + [Activation(mu_activation)], "mu_head")
-        parts, extra = [self.trunk, self.mu_head], []
-        if sigma_mode == "state_independent":
-            self.sigma_head = None
-            extra = [("log_std", action_dim)]
-        else:
-            sigma_out = Activation(sigma_mode)
-            self.sigma_head = MLP(head, [hidden] * len(head_sizes) + [sigma_out], "sigma_head")
-            parts.append(self.sigma_head)
-        super().__init__(parts, extra, dtype)
-        rng = rng if rng is not None else np.random.default_rng(0)
-        self.trunk.init(rng, init)
-        self.mu_head.init(rng, init, mu_output_gain)
+        self.sigma_min = float(cfg.sigma_min)
+        hidden = [cfg.actor_activation] * len(cfg.head_sizes)
+        head = [cfg.trunk_sizes[-1], *cfg.head_sizes, action_dim]
+        self.trunk = MLP([obs_dim, *cfg.trunk_sizes], [cfg.actor_activation] * len(cfg.trunk_sizes), "trunk",
+                         cfg.elu_alpha)
+        self.mu_head = MLP(head, [*hidden, cfg.mu_activation], "mu_head", cfg.elu_alpha)
+        self.sigma_head = None
+        if cfg.sigma_mode != "state_independent":
+            self.sigma_head = MLP(head, [*hidden, cfg.sigma_mode], "sigma_head", cfg.elu_alpha)
+        parts = [self.trunk, self.mu_head] + ([self.sigma_head] if self.sigma_head else [])
+        super().__init__(parts, [] if self.sigma_head else [("log_std", action_dim)], np.dtype(cfg.dtype))
+        self.trunk.init(rng, cfg.init)
+        self.mu_head.init(rng, cfg.init, cfg.mu_output_gain)
         if self.sigma_head is not None:
-            self.sigma_head.init(rng, init)
+            self.sigma_head.init(rng, cfg.init)
         else:
-            self.extra["log_std"][0][...] = log_std_init
-        self._packed_layout = None
+            self.extra["log_std"][0][...] = cfg.log_std_init
+        self.log_std_offset = self.part_ranges["log_std"][0] if self.sigma_head is None else None
+        # the compiled forward's description: the layer table's rows, and where each part ends
+        n_trunk, n_mu = len(self.trunk.layers), len(self.mu_head.layers)
+        self._rows_args = (*self.kernel_layout, np.array([n_trunk, n_mu, -1 if self.sigma_head else
+                                                          self.log_std_offset], np.int64), self.sigma_min)
 
     @property
     def mu_range(self) -> tuple[int, int]:
@@ -84,16 +62,19 @@ class GaussianPolicy(FlatModel):
         """The flat-vector slice of the sigma head or log_std (the seed's sigma-optimizer group)."""
         return self.part_ranges["mu_head"][1], self.params.shape[0]
 
+    def facts(self) -> dict:
+        """What inference needs beyond the layer table (see :mod:`npppo.inference`)."""
+        return {"sigma_min": self.sigma_min, "log_std_offset": self.log_std_offset}
+
     def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma), each (batch, action_dim), cached for :meth:`backward`.
+        """(mu, sigma), each (batch, action_dim), through BLAS, cached for :meth:`backward`.
 
         mu is a layer buffer: valid until the next forward with the same batch size.
         """
         h = self.trunk.forward(obs)
         mu = self.mu_head.forward(h)
         if self.sigma_head is None:
-            log_std = self.extra["log_std"][0]
-            sigma = np.broadcast_to(np.exp(log_std), mu.shape).copy()
+            sigma = np.broadcast_to(np.exp(self.extra["log_std"][0]), mu.shape).copy()
         else:
             sigma = self.sigma_head.forward(h) + self.dtype.type(self.sigma_min)
         self._sigma = sigma
@@ -109,31 +90,20 @@ class GaussianPolicy(FlatModel):
         self.trunk.backward(grad_h, need_input_grad=False)
 
     def distribution(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) of π(·|obs), each (batch, action_dim), as fresh arrays."""
-        obs = np.atleast_2d(np.asarray(obs, dtype=self.dtype))
-        mu, sigma = self.forward(obs)
-        return mu.copy(), sigma.copy()
-
-    def packed_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """What the compiled row-by-row forward needs: (layout, parts, alphas). layout and alphas hold
-        the trunk's, the mu head's and then the sigma head's layers (see :meth:`MLP.layout`);
-        parts = (trunk layers, mu head layers, log_std offset or -1)."""
-        if self._packed_layout is None:
-            mlps = [self.trunk, self.mu_head] + ([self.sigma_head] if self.sigma_head else [])
-            log_std_offset = self.part_ranges.get("log_std", (-1, -1))[0]
-            self._packed_layout = (
-                np.concatenate([mlp.layout() for mlp in mlps]),
-                np.array([len(self.trunk.layers), len(self.mu_head.layers), log_std_offset], np.int64),
-                np.concatenate([mlp.alphas() for mlp in mlps]),
-            )
-        return self._packed_layout
+        """(mu, sigma) of π(·|obs), each (batch, action_dim), as fresh arrays; obs (batch, obs_dim)."""
+        obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=self.dtype)
+        if obs.shape[0] > ROWS_FORWARD_MAX:
+            mu, sigma = self.forward(obs)
+            return mu.copy(), sigma
+        return self.distribution_rows(obs)
 
     def distribution_rows(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) through one compiled call: faster than :meth:`distribution` for small batches."""
+        """(mu, sigma) through one compiled call, row by row: each row's result is the same bits
+        whatever the batch size (which BLAS does not promise), and small batches skip BLAS's overhead."""
         obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=self.dtype)
         mu = np.empty((obs.shape[0], self.action_dim), self.dtype)
         sigma = np.empty_like(mu)
-        _policy_rows(self.params, *self.packed_layout(), self.sigma_min, obs, mu, sigma, True)
+        _policy_rows(self.params, *self._rows_args, obs, mu, sigma, True)
         return mu, sigma
 
     def act_rows(self, obs: np.ndarray, obs_stats: np.ndarray, obs_clip: float, noise: np.ndarray,
@@ -141,22 +111,21 @@ class GaussianPolicy(FlatModel):
         """Actions for raw observations in one compiled call (batch-1 acting), float64 (batch, action_dim).
 
         obs (batch, obs_dim) float64; obs_stats (2, obs_dim) the normalisation's mean and
-        sqrt(var + 1e-8), or (0, obs_dim) for none, then clipped to ±obs_clip; noise (batch,
-        action_dim) float64 for sampled actions ``mu + sigma * noise``, or (0, action_dim) for the
-        mean (the sigma head is then skipped); bounds (2, action_dim): the actions are clipped to
-        [bounds[0], bounds[1]]. The same arithmetic as normalising in NumPy, :meth:`distribution_rows`
-        and ``np.clip`` (see ``reference_act_rows`` in the tests), without their per-call overhead.
+        sqrt(var + OBS_EPS) (:meth:`npppo.normalization.RunningMeanStd.kernel_stats`), or (0, obs_dim)
+        for none, then clipped to ±obs_clip; noise (batch, action_dim) float64 for sampled actions
+        ``mu + sigma * noise``, or (0, action_dim) for the mean (the sigma head is then skipped);
+        bounds (2, action_dim): the actions are clipped to [bounds[0], bounds[1]]. The same arithmetic
+        as :meth:`distribution_rows` and ``np.clip``, without their per-call overhead.
         """
         actions = np.empty((obs.shape[0], self.action_dim))
-        _act_rows(self.params, *self.packed_layout(), self.sigma_min, obs, obs_stats, obs_clip, noise, bounds,
-                  actions)
+        _act_rows(self.params, *self._rows_args, obs, obs_stats, obs_clip, noise, bounds, actions)
         return actions
 
 
-@njit(cache=True)
-def _policy_rows(params, layout, parts, alphas, sigma_min, obs, mu, sigma, with_sigma):
-    """(mu, sigma) of obs (batch, obs_dim) row by row, from :meth:`GaussianPolicy.packed_layout`;
-    sigma is left untouched when ``with_sigma`` is False (the mean alone needs no sigma head)."""
+@njit
+def _policy_rows(params, layout, alphas, parts, sigma_min, obs, mu, sigma, with_sigma):
+    """(mu, sigma) of obs (batch, obs_dim) row by row; parts = (trunk layers, mu layers, log_std offset
+    or -1); sigma is left untouched when ``with_sigma`` is False (the mean alone needs no sigma head)."""
     n_trunk, n_mu, log_std_offset = parts[0], parts[1], parts[2]
     h = np.empty((obs.shape[0], layout[n_trunk - 1, 2]), params.dtype)
     forward_rows(params, layout[:n_trunk], alphas[:n_trunk], obs, h)
@@ -174,8 +143,8 @@ def _policy_rows(params, layout, parts, alphas, sigma_min, obs, mu, sigma, with_
                 sigma[i, d] += sigma_min
 
 
-@njit(cache=True)
-def _act_rows(params, layout, parts, alphas, sigma_min, obs, obs_stats, obs_clip, noise, bounds, actions):
+@njit
+def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_stats, obs_clip, noise, bounds, actions):
     """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, sample, clip."""
     dims = actions.shape[1]
     sampled = noise.shape[0] > 0
@@ -188,7 +157,7 @@ def _act_rows(params, layout, parts, alphas, sigma_min, obs, obs_stats, obs_clip
             if obs_stats.shape[0] > 0:
                 value = min(max((value - obs_stats[0, j]) / obs_stats[1, j], -obs_clip), obs_clip)
             x[0, j] = value
-        _policy_rows(params, layout, parts, alphas, sigma_min, x, mu, sigma, sampled)
+        _policy_rows(params, layout, alphas, parts, sigma_min, x, mu, sigma, sampled)
         for d in range(dims):
             action = np.float64(mu[0, d])
             if sampled:

@@ -20,10 +20,11 @@ GAE(λ) (Schulman et al. 2016)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from npppo.jit import njit
 
 
-@njit(cache=True)
+@njit
 def n_step_returns(rewards, values, episode_ends, end_values, gamma, n):
     """G (T,) of n-step returns, O(T n): each window's discounted sum is added up directly (n is small)."""
     steps = rewards.shape[0]
@@ -47,7 +48,7 @@ def n_step_returns(rewards, values, episode_ends, end_values, gamma, n):
     return returns
 
 
-@njit(cache=True)
+@njit
 def gae_advantages(rewards, values, episode_ends, end_values, gamma, lam):
     """Â (T,) of GAE(λ); the λ-returns are Â + values."""
     steps = rewards.shape[0]

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from npppo.jit import njit
 
-from npppo.distributions import normal_log_density, reference_log_prob
-from npppo.errors import EnvironmentError
+from npppo.distributions import normal_log_density
+from npppo.inference import gaussian_log_prob
+from npppo.errors import EnvError
 
 PolicyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -61,7 +62,7 @@ class Batch:
         return self.rewards.shape[0]
 
 
-@njit(cache=True)
+@njit
 def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
     """Fused rollout step: ``actions = mu + sigma * noise`` (float64), their log π, and the clipped
     ``env_actions = clip(actions, low, high)``; mu, sigma (k, D) in the policy's dtype, noise,
@@ -76,7 +77,7 @@ def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
             a = np.float64(mu[i, d]) + np.float64(sigma[i, d]) * noise[i, d]
             actions[i, d] = a
             env_actions[i, d] = min(max(a, low[d]), high[d])
-            total += normal_log_density(a, mu[i, d], sigma[i, d])
+            total += normal_log_density(a, np.float64(mu[i, d]), np.float64(sigma[i, d]))
         log_prob[i] = total
 
 
@@ -84,7 +85,7 @@ def reference_sample_actions(mu, sigma, noise, low, high):
     """(actions, env_actions, log_prob) of :func:`sample_actions` in plain NumPy (for the tests)."""
     mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)
     actions = mu + sigma * noise
-    return actions, np.clip(actions, low, high), reference_log_prob(actions, mu, sigma)
+    return actions, np.clip(actions, low, high), gaussian_log_prob(actions, mu, sigma)
 
 
 class _Steps:
@@ -140,13 +141,13 @@ class Collector:
 
     def _check_shape(self, obs, env_index: int) -> None:
         if np.shape(obs) != (self.obs_dim,):
-            raise EnvironmentError(
+            raise EnvError(
                 f"environment {env_index} returned an observation of shape {np.shape(obs)}, expected "
                 f"({self.obs_dim},): wrap it in gymnasium.wrappers.FlattenObservation"
             )
 
     def _non_finite(self, obs: np.ndarray, env_index: int, step: int) -> None:
-        raise EnvironmentError(
+        raise EnvError(
             f"environment {env_index} returned a non-finite observation {np.asarray(obs).tolist()} at env "
             f"step {step}: check the environment (npppo cannot learn from NaN or inf)"
         )
@@ -208,7 +209,7 @@ class Collector:
                 self.total_steps += 1
                 reward = float(reward)
                 if not math.isfinite(reward):
-                    raise EnvironmentError(
+                    raise EnvError(
                         f"environment {i} returned a non-finite reward {reward} at env step {self.total_steps}: "
                         "check the environment (npppo cannot learn from NaN or inf)"
                     )

@@ -10,6 +10,7 @@ import pytest
 
 from npppo import PPO, CheckpointError, presets
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
+from npppo.nn.layers import LAYER_DTYPE
 
 TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
             mu_activation="identity", sigma_mode="state_independent", normalize_obs=True)
@@ -33,8 +34,8 @@ def saved(agent, tmp_path):
 
 def test_save_and_load_restore_every_array_and_counter(agent, saved):
     loaded = PPO.load(saved)
-    for name, array in agent.state_arrays().items():
-        assert np.array_equal(loaded.state_arrays()[name], array), name
+    for name, array in snapshot(agent)[0].items():
+        assert np.array_equal(snapshot(loaded)[0][name], array), name
     assert (loaded.iteration, loaded.num_timesteps, loaded.seed) == (agent.iteration, agent.num_timesteps, 2)
     assert loaded.config == agent.config
     obs = np.array([0.1, 0.2, 0.3])
@@ -45,7 +46,24 @@ def test_a_checkpoint_is_plain_arrays_and_json(saved):
     with np.load(saved, allow_pickle=False) as npz:
         assert all(npz[name].dtype != object for name in npz.files)
         meta = json.loads(str(npz["__npppo__"]))
-    assert meta["format"] == "npppo-checkpoint" and meta["format_version"] == 1
+    assert meta["format"] == "npppo-checkpoint" and meta["format_version"] == 2
+
+
+def test_each_network_is_stored_with_its_layer_table(agent, saved):
+    arrays, _ = read_checkpoint(saved)
+    assert arrays["policy.layers"].dtype == LAYER_DTYPE
+    np.testing.assert_array_equal(arrays["policy.layers"], agent.policy.layers)
+    np.testing.assert_array_equal(arrays["critic.layers"], agent.critic.layers)
+    assert list(arrays["policy.layers"]["part"]) == ["trunk", "mu_head"]  # state-independent sigma: no sigma head
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_naming_both_versions(agent, tmp_path):
+    arrays, meta = snapshot(agent)
+    path = tmp_path / "old.npz"
+    np.savez(path, **arrays, __npppo__=np.array(json.dumps({**meta, "format": "npppo-checkpoint",
+                                                             "format_version": 1})))
+    with pytest.raises(CheckpointError, match="format version 1, this npppo reads version 2"):
+        PPO.load(path)
 
 
 def test_run_metadata_is_stored_beside_the_state(agent, tmp_path):

@@ -73,14 +73,17 @@ def test_train_writes_progress_config_and_checkpoints(tmp_path, tiny_config, cap
     assert {"steps", "return_mean", "approx_kl", "explained_variance", "steps_per_s"} <= set(fields)
     assert PPOConfig.from_json(out / "config.json") == presets.get("pendulum").replace(**TINY)
     _, meta = read_checkpoint(out / "checkpoint.npz")
-    assert meta["iteration"] == 3 and meta["run"] == {"env": ENV_ID, "preset": "tiny", "total_steps": 120}
+    assert meta["iteration"] == 3 and meta["run"] == {
+        "env": ENV_ID, "preset": "tiny", "total_steps": 120, "checkpoint_every": 2, "eval_every": None,
+        "eval_episodes": 10}
     assert "iter    3  steps 120/120" in printed  # not a terminal: one plain line per iteration
 
 
 def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     agent, out, run = _fresh(build_parser().parse_args(["train"]))
-    assert run == {"env": "Pendulum-v1", "preset": "pendulum", "total_steps": 100_000}
+    assert run == {"env": "Pendulum-v1", "preset": "pendulum", "total_steps": 100_000, "checkpoint_every": 10,
+                   "eval_every": None, "eval_episodes": 10}
     assert agent.config == presets.get("pendulum") and agent.seed == 0
     assert out.parent.name == "runs" and out.name.startswith("Pendulum-v1-pendulum-0-")
     assert not out.exists()
@@ -88,7 +91,7 @@ def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path,
 
 @pytest.mark.parametrize("preset, steps", [("pendulum", 100_000), ("seed", 400_000), ("lunarlander", 1_000_000)])
 def test_each_preset_has_a_default_step_count(preset, steps):
-    assert presets.get_dict(preset)["steps"] == steps
+    assert presets.load(preset)[1]["steps"] == steps
 
 
 def test_resume_with_more_steps_extends_a_finished_run(tmp_path, tiny_config, capsys):
@@ -223,4 +226,5 @@ def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(preset_like))
     _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
-    assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80}
+    assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
+                   "eval_episodes": 10}

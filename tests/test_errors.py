@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from npppo import PPO, ConfigError, EnvironmentError, PPOConfig, TrainingError, presets
+from npppo import PPO, ConfigError, EnvError, PPOConfig, TrainingError, presets
 from npppo.cli import main
 from npppo.progress import read_progress
 
@@ -63,7 +63,7 @@ def tiny(**changes) -> PPOConfig:
     (DictEnv, "Dict.*FlattenObservation"),
 ])
 def test_unusable_environments_raise_environment_error(env, message):
-    with pytest.raises(EnvironmentError, match=message):
+    with pytest.raises(EnvError, match=message):
         PPO(env, tiny())
 
 
@@ -84,7 +84,7 @@ def test_unknown_preset_lists_the_known_ones():
 @pytest.mark.parametrize("what, shown", [("obs", "nan"), ("reward", "inf")])
 def test_non_finite_observation_or_reward_stops_the_run_naming_step_and_value(what, shown):
     agent = PPO(nan_pendulum(at=15, what=what), tiny(num_envs=1, episodes_per_batch=1), seed=0)
-    with pytest.raises(EnvironmentError, match=rf"non-finite .*{shown}.* at env step 15"):
+    with pytest.raises(EnvError, match=rf"non-finite .*{shown}.* at env step 15"):
         agent.learn(1000)
 
 

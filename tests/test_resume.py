@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from npppo.checkpoint import snapshot
 from npppo import PPO, presets
 
 TINY = dict(num_envs=2, episodes_per_batch=4, trunk_sizes=[8], head_sizes=[6], critic_sizes=[8])
@@ -25,8 +26,8 @@ def assert_same_state(resumed: PPO, straight: PPO) -> None:
     assert resumed.iteration == straight.iteration
     assert np.array_equal(resumed.policy.params, straight.policy.params)
     assert np.array_equal(resumed.critic.params, straight.critic.params)
-    for name, array in straight.state_arrays().items():
-        assert np.array_equal(resumed.state_arrays()[name], array), name
+    for name, array in snapshot(straight)[0].items():
+        assert np.array_equal(snapshot(resumed)[0][name], array), name
 
 
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")

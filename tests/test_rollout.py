@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
-from npppo.distributions import log_prob
+from npppo.inference import gaussian_log_prob as log_prob
 from npppo.rollout import Collector, episode_seed
 
 

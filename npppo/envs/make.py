@@ -1,43 +1,108 @@
-"""Making Gymnasium environments and checking that npppo can drive them."""
+"""Making Gymnasium environments and checking that npppo can drive them.
+
+An environment is given as a Gymnasium id (``"Pendulum-v1"``, or ``"module:Id"``, which imports
+``module`` first, from the current folder too, as ``gymnasium.make`` does), a ``gymnasium.Env``
+instance, or a callable returning one. :class:`EnvFactory` is an id with keyword arguments and an
+optional time limit: a picklable callable, so worker processes can make their own copies.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from npppo.errors import EnvironmentError
+from npppo.errors import EnvError
+
+
+@dataclass(frozen=True)
+class EnvFactory:
+    """``gymnasium.make(env_id, **kwargs)``, wrapped in a ``TimeLimit`` of ``max_episode_steps`` if given."""
+
+    env_id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+
+    def __call__(self) -> gym.Env:
+        env = make_env(self.env_id, **self.kwargs)
+        if self.max_episode_steps is not None:
+            env = gym.wrappers.TimeLimit(env, self.max_episode_steps)
+        return env
+
+    @property
+    def __name__(self) -> str:
+        return self.env_id
+
 
 EnvSpec = str | gym.Env | Callable[[], gym.Env]
 
 
-def make_env(spec: EnvSpec) -> gym.Env:
-    """An environment from an id, an instance (returned as is) or a callable returning one."""
+def import_env_module(env_id: str) -> None:
+    """For ``module:Id``: import ``module`` (from the current folder too) so that it can register ``Id``."""
+    module, sep, _ = env_id.partition(":")
+    if not sep:
+        return
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise EnvError(f"environment {env_id!r}: cannot import module {module!r} ({exc}); run from the folder "
+                       "that holds it, or install it") from exc
+
+
+def make_env(spec: EnvSpec, **kwargs: Any) -> gym.Env:
+    """An environment from an id (with ``kwargs`` for ``gymnasium.make``), an instance (returned as
+    is) or a callable returning one."""
     if isinstance(spec, gym.Env):
         return spec
     if isinstance(spec, str):
+        import_env_module(spec)
         try:
-            return gym.make(spec)
+            return gym.make(spec, **kwargs)
         except gym.error.DependencyNotInstalled as exc:
-            raise EnvironmentError(
+            raise EnvError(
                 f"environment {spec!r} needs a package that is not installed ({exc}); for Box2D "
                 "environments such as LunarLanderContinuous-v3 run: pip install 'npppo[box2d]'"
             ) from exc
         except gym.error.Error as exc:
-            raise EnvironmentError(
+            raise EnvError(
                 f"unknown environment id {spec!r} ({exc}); use a registered Gymnasium id such as "
-                "'Pendulum-v1' or 'LunarLanderContinuous-v3'"
+                "'Pendulum-v1' or 'LunarLanderContinuous-v3', or 'module:Id' for an id that module registers"
             ) from exc
+        except TypeError as exc:
+            raise EnvError(f"environment {spec!r} does not take the keyword arguments {kwargs}: {exc}") from exc
     if callable(spec):
         env = spec()
         if not isinstance(env, gym.Env):
-            raise EnvironmentError(f"the environment factory returned {type(env).__name__}, not a gymnasium.Env")
+            raise EnvError(f"the environment factory returned {type(env).__name__}, not a gymnasium.Env")
         return env
-    raise EnvironmentError(
+    raise EnvError(
         f"cannot make an environment from {type(spec).__name__}: pass a Gymnasium id, a gymnasium.Env "
         "or a function returning one"
+    )
+
+
+def check_time_limit(env: gym.Env) -> None:
+    """EnvError unless ``env`` ends its episodes by itself: a registered ``max_episode_steps`` or a
+    ``TimeLimit`` wrapper (whole-episode batches would otherwise wait forever for an episode's end)."""
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        return
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            return
+        layer = layer.env
+    raise EnvError(
+        f"environment {env_name(env)!r} has no time limit, and whole-episode batches (episodes_per_batch) "
+        "would wait forever for an episode that never ends: register it with max_episode_steps, wrap it in "
+        "gymnasium.wrappers.TimeLimit, or pass --max-episode-steps N on the command line"
     )
 
 
@@ -56,22 +121,22 @@ def check_spaces(env: gym.Env) -> tuple[int, int, np.ndarray, np.ndarray]:
     action_space: Any = env.action_space
     obs_space: Any = env.observation_space
     if not isinstance(action_space, gym.spaces.Box):
-        raise EnvironmentError(
+        raise EnvError(
             f"action space {action_space} is not supported: npppo needs a Box action space (continuous "
             "actions); for discrete actions use a library with a categorical policy"
         )
     if len(action_space.shape) != 1:
-        raise EnvironmentError(
+        raise EnvError(
             f"action space {action_space} has shape {action_space.shape}: npppo needs a flat (1-D) Box; "
             "reshape it with a gymnasium.ActionWrapper"
         )
     if not isinstance(obs_space, gym.spaces.Box):
-        raise EnvironmentError(
+        raise EnvError(
             f"observation space {obs_space} is not supported: npppo needs a flat Box observation space; "
             "wrap the environment in gymnasium.wrappers.FlattenObservation"
         )
     if len(obs_space.shape) != 1:
-        raise EnvironmentError(
+        raise EnvError(
             f"observation space {obs_space} has shape {obs_space.shape}: npppo's networks take flat "
             "vectors; wrap the environment in gymnasium.wrappers.FlattenObservation (images need a "
             "convolutional encoder, which npppo does not have)"

@@ -12,19 +12,27 @@ The matrix products go to BLAS; the bias add, the activation and its derivative 
 Numba kernel each (:mod:`npppo.nn.activations`). Forward outputs live in buffers that the layer
 keeps per batch size, so the hot path allocates nothing: an output is valid until the next forward
 of the same layer with the same batch size.
+
+A network's *layer table* (:data:`LAYER_DTYPE`, one row per dense layer) is its only description:
+:class:`FlatModel` builds it, the compiled row-by-row forward and :mod:`npppo.inference` read it,
+and checkpoints store it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 
-from npppo.nn.activations import Activation, activate_vector, activation_backward, bias_activation_forward
+from npppo.jit import njit
+from npppo.nn.activations import CODES, activate_vector, activation_backward, bias_activation_forward
 
-INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
+LAYER_DTYPE = np.dtype([("part", "U16"), ("offset", "i8"), ("fan_in", "i8"), ("fan_out", "i8"),
+                        ("activation", "U16"), ("alpha", "f8")])
+# up to this many rows the compiled row-by-row forward beats BLAS (its per-layer calls cost more
+# than the arithmetic); above it, BLAS
+ROWS_FORWARD_MAX = 16
 
 
 def init_weight(shape: tuple[int, int], scheme: str, rng: np.random.Generator, gain: float = 1.0) -> np.ndarray:
@@ -41,21 +49,20 @@ def init_weight(shape: tuple[int, int], scheme: str, rng: np.random.Generator, g
         w = rng.uniform(-limit, limit, size=shape)
     elif scheme == "he_normal":
         w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
-    elif scheme == "orthogonal":
+    else:  # orthogonal
         a = rng.normal(size=(max(shape), min(shape)))
         q, r = np.linalg.qr(a)
         q *= np.sign(np.diag(r))  # makes the draw uniform over orthogonal matrices
         w = q if fan_in >= fan_out else q.T
-    else:
-        raise ValueError(f"unknown initialiser {scheme!r}: choose one of {list(INITIALISERS)}")
     return gain * w
 
 
 class Dense:
     """``y = f(x W + b)``; ``W`` and ``b`` (and their gradients) are views set by :meth:`bind`."""
 
-    def __init__(self, fan_in: int, fan_out: int, activation: Activation, name: str) -> None:
-        self.fan_in, self.fan_out, self.activation, self.name = fan_in, fan_out, activation, name
+    def __init__(self, fan_in: int, fan_out: int, activation: str, alpha: float, name: str) -> None:
+        self.fan_in, self.fan_out, self.name = fan_in, fan_out, name
+        self.activation, self.code, self.alpha = activation, CODES[activation], alpha
         self.size = fan_in * fan_out + fan_out
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._x: np.ndarray | None = None
@@ -88,7 +95,7 @@ class Dense:
         """x (batch, fan_in) -> y (batch, fan_out), keeping x and z for the backward pass."""
         pre, out, _, _ = self._buffer(x.shape[0])
         np.matmul(x, self.weight, out=pre)
-        bias_activation_forward(pre, self.bias, self.activation.code, self.activation.alpha, out)
+        bias_activation_forward(pre, self.bias, self.code, self.alpha, out)
         self._x = x
         return out
 
@@ -96,7 +103,7 @@ class Dense:
         """dL/dy (batch, fan_out) -> dL/dx (batch, fan_in); writes dL/dW and dL/db into the grad views."""
         x = self._x
         pre, out, grad_pre, grad_x = self._buffer(x.shape[0])
-        activation_backward(pre, out, grad_out, self.activation.code, self.activation.alpha, grad_pre)
+        activation_backward(pre, out, grad_out, self.code, self.alpha, grad_pre)
         np.matmul(x.T, grad_pre, out=self.grad_weight)
         np.sum(grad_pre, axis=0, out=self.grad_bias)
         if not need_input_grad:
@@ -111,15 +118,12 @@ class Dense:
 
 
 class MLP:
-    """A chain of :class:`Dense` layers: ``sizes = [in, h1, ..., out]``, one activation per layer."""
+    """A chain of :class:`Dense` layers: ``sizes = [in, h1, ..., out]``, one activation name per layer."""
 
-    def __init__(self, sizes: Sequence[int], activations: Sequence[Activation], name: str) -> None:
-        if len(activations) != len(sizes) - 1:
-            raise ValueError(f"{name}: {len(sizes) - 1} layers need as many activations, got {len(activations)}")
+    def __init__(self, sizes: Sequence[int], activations: Sequence[str], name: str, alpha: float = 1.0) -> None:
         self.name = name
-        self.layers = [
-            Dense(sizes[i], sizes[i + 1], activations[i], f"{name}.{i}") for i in range(len(sizes) - 1)
-        ]
+        self.layers = [Dense(sizes[i], sizes[i + 1], activations[i], alpha, f"{name}.{i}")
+                       for i in range(len(sizes) - 1)]
         self.size = sum(layer.size for layer in self.layers)
 
     def bind(self, params: np.ndarray, grad: np.ndarray, offset: int) -> int:
@@ -144,46 +148,35 @@ class MLP:
             grad_out = self.layers[i].backward(grad_out, need_input_grad or i > 0)
         return grad_out
 
-    def named_params(self) -> Iterator[tuple[str, np.ndarray]]:
-        for layer in self.layers:
-            yield f"{layer.name}.weight", layer.weight
-            yield f"{layer.name}.bias", layer.bias
-
-    def layout(self) -> np.ndarray:
-        """The compiled forward's description of this MLP: rows ``(offset, fan_in, fan_out, code)``."""
-        return np.array(
-            [(layer.offset, layer.fan_in, layer.fan_out, layer.activation.code) for layer in self.layers],
-            dtype=np.int64,
-        )
-
-    def alphas(self) -> np.ndarray:
-        return np.array([layer.activation.alpha for layer in self.layers], dtype=np.float64)
-
 
 class FlatModel:
     """Owner of one flat parameter vector ``params`` and its gradient ``grad``, shared by named MLPs.
 
     Subclasses list their MLPs (and any loose parameter vectors) in forward order; every weight and
     bias is then a view into ``params`` and every gradient a view into ``grad``, so optimizers,
-    norm clipping, checkpoints and gradient checks all work on one array.
+    norm clipping, checkpoints and gradient checks all work on one array. ``layers`` is the layer
+    table (:data:`LAYER_DTYPE`).
     """
 
-    def __init__(self, parts: Sequence[MLP], extra: Sequence[tuple[str, int]] = (), dtype=np.float64) -> None:
+    def __init__(self, parts: Sequence[MLP], extra: Sequence[tuple[str, int]], dtype) -> None:
         self.parts = list(parts)
         size = sum(p.size for p in self.parts) + sum(n for _, n in extra)
         self.params = np.zeros(size, dtype=dtype)
         self.grad = np.zeros(size, dtype=dtype)
         offset = 0
         self.part_ranges: dict[str, tuple[int, int]] = {}
-        for part in self.parts:
-            start = offset
-            offset = part.bind(self.params, self.grad, offset)
-            self.part_ranges[part.name] = (start, offset)
-        self.extra: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name, n in extra:
-            self.extra[name] = (self.params[offset : offset + n], self.grad[offset : offset + n])
+        for name, n in [(part.name, part.size) for part in self.parts] + list(extra):
             self.part_ranges[name] = (offset, offset + n)
             offset += n
+        for part in self.parts:
+            part.bind(self.params, self.grad, self.part_ranges[part.name][0])
+        self.extra = {name: (self.params[slice(*self.part_ranges[name])], self.grad[slice(*self.part_ranges[name])])
+                      for name, _ in extra}
+        self.layers = np.array([(part.name, layer.offset, layer.fan_in, layer.fan_out, layer.activation, layer.alpha)
+                                for part in self.parts for layer in part.layers], LAYER_DTYPE)
+        self.kernel_layout = (np.stack([self.layers[key] for key in ("offset", "fan_in", "fan_out")]
+                                       + [np.array([CODES[name] for name in self.layers["activation"]])], axis=1),
+                              self.layers["alpha"].copy())
 
     @property
     def dtype(self) -> np.dtype:
@@ -193,7 +186,8 @@ class FlatModel:
         """Ordered name -> view into ``params``, in forward order (weight ``(fan_in, fan_out)``, then bias)."""
         named = {}
         for part in self.parts:
-            named.update(part.named_params())
+            for layer in part.layers:
+                named[f"{layer.name}.weight"], named[f"{layer.name}.bias"] = layer.weight, layer.bias
         named.update({name: view for name, (view, _) in self.extra.items()})
         return named
 
@@ -204,8 +198,13 @@ class FlatModel:
             raise ValueError(f"expected a parameter vector of shape {self.params.shape}, got {values.shape}")
         self.params[...] = values
 
+    def part_layout(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled forward's (layout, alphas) of one part: rows ``(offset, fan_in, fan_out, code)``."""
+        rows = self.layers["part"] == part
+        return self.kernel_layout[0][rows], self.kernel_layout[1][rows]
 
-@njit(cache=True, error_model="numpy")  # no zero-division branch in tanh's formula: it vectorises
+
+@njit(error_model="numpy")  # no zero-division branch in tanh's formula: it vectorises
 def forward_rows(params, layout, alphas, x, out):
     """Compiled forward of one MLP, row by row: ``out[i] = mlp(x[i])``; for small batches (acting).
 

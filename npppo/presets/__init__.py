@@ -4,14 +4,17 @@
     >>> cfg = presets.get("seed")        # a fresh, validated PPOConfig
     >>> presets.names()
     ['lunarlander', 'pendulum', 'seed']
+
+A preset file holds ``description``, ``env``, ``steps``, ``env_kwargs`` and ``config`` (every
+PPOConfig field); :func:`npppo.config.read_config_file` owns that schema.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
-from npppo.config import PPOConfig
+from npppo.config import PPOConfig, read_config_file
 from npppo.errors import ConfigError
 
 _FOLDER = Path(__file__).parent
@@ -22,20 +25,19 @@ def names() -> list[str]:
     return sorted(p.stem for p in _FOLDER.glob("*.json"))
 
 
-def get_dict(name: str) -> dict:
-    """The preset's raw JSON object (its ``env`` and ``description`` included)."""
+def load(name: str) -> tuple[PPOConfig, dict[str, Any]]:
+    """(config, facts): a fresh PPOConfig of preset ``name`` and its ``env``, ``steps``, ``env_kwargs``."""
     path = _FOLDER / f"{name}.json"
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}: choose one of {names()}")
-    return json.loads(path.read_text())
+    return read_config_file(path)
 
 
 def get(name: str) -> PPOConfig:
     """A fresh PPOConfig of preset ``name`` (change it freely; the preset itself stays)."""
-    values = get_dict(name)
-    return PPOConfig.from_dict(values["config"])
+    return load(name)[0]
 
 
 def default_env(name: str) -> str:
     """The environment a preset was made for."""
-    return get_dict(name)["env"]
+    return load(name)[1]["env"]

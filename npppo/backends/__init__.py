@@ -1,0 +1,83 @@
+"""Where the rollout runs: in the learner's process, in local worker processes, or on Ray actors.
+
+Every backend hosts the same :class:`npppo.sampler.Sampler` over a fixed slice of the run's
+environments and returns the same bits: the learner sends the flat policy parameters (and the
+observation statistics) once per iteration and gets flat batch arrays back, in environment order
+(docs/scaling.md). :func:`split_work` decides, from the config alone, which environments each
+worker owns and what each collects.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+
+from npppo.config import PPOConfig
+from npppo.errors import EnvError
+from npppo.sampler import Batch, Sampler
+
+BACKENDS = ("local", "ray")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_picklable(env_spec) -> None:
+    """Workers make their own environments from ``env_spec``: it has to travel to them."""
+    import gymnasium as gym
+
+    if isinstance(env_spec, gym.Env):
+        raise EnvError("with workers > 1, pass the environment as an id or a module-level function that returns "
+                       "one, not an instance (each worker makes its own copies)")
+    try:
+        pickle.dumps(env_spec)
+    except Exception as exc:
+        raise EnvError(f"with workers > 1 the environment factory {env_spec!r} must be picklable ({exc}): pass an "
+                       "id, or a function defined at module level (not a lambda or a local function)") from exc
+
+
+def env_slices(num_envs: int, workers: int) -> list[list[int]]:
+    """The run's environment indices, cut into ``workers`` contiguous slices as even as can be."""
+    return [list(map(int, part)) for part in np.array_split(np.arange(num_envs), workers)]
+
+
+def steps_per_env(config: PPOConfig, num_envs: int) -> list[int]:
+    """Fixed-step batches: each environment's share of ``steps_per_batch`` (the remainder to the first)."""
+    share, extra = divmod(config.steps_per_batch, num_envs)
+    return [share + (e < extra) for e in range(num_envs)]
+
+
+def split_work(config: PPOConfig, slices: list[list[int]]) -> list[list[int]]:
+    """Per worker: the episode ids it runs (whole-episode batches) or its environments' step counts."""
+    if config.episodes_per_batch is not None:
+        return [list(map(int, part)) for part in np.array_split(np.arange(config.episodes_per_batch), len(slices))]
+    steps = steps_per_env(config, sum(len(s) for s in slices))
+    return [[steps[e] for e in env_ids] for env_ids in slices]
+
+
+def collect(sampler: Sampler, config: PPOConfig, iteration: int, work: list[int], obs_stats) -> Batch:
+    """One worker's part of an iteration's batch (see :func:`split_work`)."""
+    if config.episodes_per_batch is not None:
+        return sampler.collect_episodes(iteration, work, obs_stats)
+    return sampler.collect_steps(iteration, work, obs_stats)
+
+
+class InProcess:
+    """The rollout in the learner's own process, over the learner's own policy (``workers=1``)."""
+
+    def __init__(self, sampler: Sampler, config: PPOConfig) -> None:
+        self.sampler, self.config = sampler, config
+        self.work = split_work(config, [sampler.env_ids])[0]
+
+    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
+        return collect(self.sampler, self.config, iteration, self.work, obs_stats)
+
+    def episodes_started(self) -> list[int]:
+        return self.sampler.episodes_started.tolist()
+
+    def close(self) -> None:
+        pass

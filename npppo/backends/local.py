@@ -1,0 +1,189 @@
+"""Rollout workers on this machine: one process per slice of the run's environments.
+
+Each worker starts once per run (``forkserver`` where the platform has it, else ``spawn``: never
+``fork`` after BLAS or Numba threads exist), builds its environments and a compiled copy of the
+policy, warms its kernels, and then per iteration receives the flat policy parameters and the
+observation statistics through a pipe and sends back its part of the batch. Workers ignore Ctrl-C
+(the learner handles it and stops them), exit when the learner's end of the pipe closes, and are
+daemons, so none outlives the run.
+
+A worker that dies or whose environment raises is replaced, and its part of the batch is collected
+again with the same seeds: with whole-episode batches the run's result does not change; with
+fixed-step batches the replaced worker's environments start fresh, seeded episodes. After
+``max_failures`` consecutive failures of one worker the run stops with :class:`WorkerError`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+
+from npppo.backends import collect, split_work
+from npppo.config import PPOConfig
+from npppo.errors import EnvError, WorkerError
+from npppo.sampler import Batch
+
+START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_seed: int, episodes_started):
+    """A sampler with its own environments and policy copy, kernels warmed (what a worker holds)."""
+    from npppo.envs import make_env
+    from npppo.policy import GaussianPolicy
+    from npppo.sampler import Sampler, sample_actions
+
+    obs_dim, action_dim, low, high = spaces
+    policy = GaussianPolicy(obs_dim, action_dim, config, np.random.default_rng(0))
+    sampler = Sampler([make_env(env_spec) for _ in env_ids], env_ids, policy, low, high, run_seed,
+                      config.obs_clip if config.normalize_obs else None)
+    sampler.episodes_started[:] = episodes_started
+    mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
+    sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
+                   np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
+    return sampler
+
+
+def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started) -> None:
+    """A worker process's whole life: build, report ready, then collect until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
+    from npppo.threads import set_num_threads
+
+    set_num_threads(1)
+    try:
+        config = PPOConfig.from_dict(config_dict)
+        sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started)
+        conn.send(("ready", None))
+        while True:
+            message = conn.recv()
+            if message is None:
+                return
+            if message[0] == "peak_rss":
+                import resource
+
+                conn.send(("peak_rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+                continue
+            _, iteration, params, obs_stats, work = message
+            sampler.policy.set_params(params)
+            batch = collect(sampler, config, iteration, work, obs_stats)
+            conn.send(("batch", (batch, sampler.episodes_started.copy())))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return  # the learner is gone
+    except BaseException as exc:  # the environment is the user's code: report it whole
+        try:
+            conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(), isinstance(exc, EnvError))))
+        except (BrokenPipeError, OSError):
+            pass
+
+
+class LocalWorkers:
+    """``len(slices)`` worker processes, worker w owning the environments ``slices[w]``."""
+
+    def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
+                 episodes_started: list[int], max_failures: int = 3) -> None:
+        self.env_spec, self.config, self.spaces, self.run_seed = env_spec, config, spaces, run_seed
+        self.slices, self.max_failures = slices, max_failures
+        self.work = split_work(config, slices)
+        self.context = multiprocessing.get_context(START_METHOD)
+        if START_METHOD == "forkserver":
+            self.context.set_forkserver_preload(["npppo.backends.local"])
+        self.started = [np.asarray(episodes_started)[ids] for ids in slices]
+        self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
+        try:
+            for w in range(len(slices)):
+                self._start(w)
+            for w in range(len(slices)):
+                self._receive(w, None)  # "ready"
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, w: int) -> None:
+        learner_end, worker_end = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker, name=f"npppo-worker-{w}", daemon=True,
+            args=(worker_end, self.env_spec, self.config.to_dict(), self.spaces, self.slices[w], self.run_seed,
+                  self.started[w]),
+        )
+        process.start()
+        worker_end.close()
+        self.workers[w] = (process, learner_end)
+
+    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
+        """Each worker's part of the batch, joined in worker (so environment) order."""
+        messages = [("collect", iteration, params, obs_stats, work) for work in self.work]
+        for w, message in enumerate(messages):
+            self._send(w, message)
+        parts = []
+        for w in range(len(self.workers)):
+            batch, self.started[w] = self._receive(w, messages[w])
+            parts.append(batch)
+        return Batch.concatenate(parts)
+
+    def episodes_started(self) -> list[int]:
+        """Fixed-step batches: how many episodes each of the run's environments has begun."""
+        return np.concatenate(self.started).tolist()
+
+    def peak_rss_mb(self) -> list[float]:
+        """Each worker's peak resident memory (MB)."""
+        return [self._receive(w, ("peak_rss",), send=True) for w in range(len(self.workers))]
+
+    def _send(self, w: int, message) -> None:
+        try:
+            self.workers[w][1].send(message)
+        except (BrokenPipeError, OSError):
+            pass  # a dead worker: _receive notices and replaces it
+
+    def _receive(self, w: int, message, send: bool = False):
+        """Worker w's answer to ``message``; a lost or failing worker is replaced and asked again."""
+        if send:
+            self._send(w, message)
+        failures = 0
+        while True:
+            process, conn = self.workers[w]
+            try:
+                kind, payload = conn.recv()
+            except (EOFError, OSError):
+                process.join(timeout=5)
+                kind, payload = "lost", f"worker {w} (pid {process.pid}) died with exit code {process.exitcode}"
+            if kind in ("ready", "batch", "peak_rss"):
+                return payload
+            if kind == "error":
+                name, text, trace, own_check = payload
+                if own_check:  # npppo's own finding (a NaN observation): the same again on a retry
+                    raise EnvError(text)
+                payload = f"the environment in worker {w} raised {name}: {text}\n{trace}"
+            failures += 1
+            if failures >= self.max_failures:
+                raise WorkerError(f"rollout worker {w} failed {failures} times in a row (max_worker_failures="
+                                  f"{self.max_failures}); the last failure: {payload}")
+            print(f"npppo: {payload.splitlines()[0]}; restarting it and collecting its part again "
+                  f"({failures}/{self.max_failures})", file=sys.stderr)
+            self._stop(w)
+            self._start(w)
+            self._receive(w, None)  # "ready"
+            if message is not None:
+                self._send(w, message)
+
+    def _stop(self, w: int) -> None:
+        process, conn = self.workers[w]
+        try:
+            conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+        conn.close()
+
+    def close(self) -> None:
+        """Stop every worker (asked first, killed if it does not end within seconds)."""
+        for w, worker in enumerate(self.workers):
+            if worker is not None:
+                self._stop(w)
+                self.workers[w] = None

@@ -1,0 +1,277 @@
+"""Collecting experience (step 1 of an iteration): a slice of environments stepped under π_θold.
+
+A :class:`Sampler` owns some environments and runs a policy over them: the learner's own policy in
+process, or a copy in a worker process (:mod:`npppo.backends`). The sampled (unclipped) action and
+its log-probability are stored; the environment receives the action clipped to its bounds.
+
+A batch depends only on the run seed, the iteration and the parameters, never on how the work is
+split between workers, so any worker count gives the same bits:
+
+* every random stream belongs to one episode (whole-episode batches) or to one environment
+  (fixed-step batches): episode ``k`` of iteration ``i`` is reset with :func:`episode_seed` ``(seed,
+  i, k)`` and draws its action noise from its own generator; environment ``j`` of a fixed-step run
+  resets its ``n``-th episode with ``episode_seed(seed, FIXED, j, n)`` and draws iteration ``i``'s
+  noise from ``(seed, FIXED, j, i)``;
+* the policy runs row by row (:meth:`npppo.policy.GaussianPolicy.distribution_rows`), so a row's
+  action does not depend on how many rows are evaluated together;
+* rows are stored in episode order (whole episodes) or environment order (fixed steps), not in the
+  order the steps happened.
+
+Two drivers share one step function: :meth:`Sampler.collect_episodes` runs given whole episodes to
+their end; :meth:`Sampler.collect_steps` runs each environment for a given number of steps, the
+piece of an episode still running at the cut being bootstrapped like a truncation. Each finished
+piece of experience is a *segment*; segments are stored back to back (see :mod:`npppo.returns`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from npppo.distributions import normal_log_density
+from npppo.errors import EnvError
+from npppo.inference import normalize_observations
+from npppo.jit import njit
+
+FIXED = 2**32 - 1  # the stream of fixed-step batches, whose episodes run across iterations
+NOISE = 1  # the noise streams' tag, beside the reset seeds'
+
+
+def episode_seed(*key: int) -> int:
+    """A 31-bit reset seed from a key such as ``(run seed, iteration, episode)``."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0] >> 1)
+
+
+@dataclass
+class Batch:
+    """Experience of one iteration; T steps in S segments stored back to back, E finished episodes."""
+
+    obs: np.ndarray  # (T, obs_dim) raw observations s_t
+    actions: np.ndarray  # (T, action_dim) sampled, before clipping
+    log_prob: np.ndarray  # (T,) log π_θold(a_t|s_t)
+    rewards: np.ndarray  # (T,)
+    episode_ends: np.ndarray  # (T,) bool: a segment's last step
+    end_steps: np.ndarray  # (S,) the index of each segment's last step
+    end_obs: np.ndarray  # (S, obs_dim) the observation after it
+    end_terminated: np.ndarray  # (S,) bool: the episode terminated there (no bootstrap)
+    episode_returns: np.ndarray  # (E,) undiscounted returns of the episodes that finished
+    episode_lengths: np.ndarray  # (E,)
+
+    @property
+    def steps(self) -> int:
+        return self.rewards.shape[0]
+
+    @classmethod
+    def concatenate(cls, parts: list[Batch]) -> Batch:
+        """The parts one after the other (each part's segment ends shifted by the steps before it)."""
+        offsets = np.cumsum([0] + [part.steps for part in parts[:-1]])
+        joined = {f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(cls)}
+        joined["end_steps"] = np.concatenate([part.end_steps + offset for part, offset in zip(parts, offsets,
+                                                                                             strict=True)])
+        return cls(**joined)
+
+
+@njit
+def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
+    """Fused rollout step: ``actions = mu + sigma * noise`` (float64), their log π, and the clipped
+    ``env_actions = clip(actions, low, high)``; mu, sigma (k, D) in the policy's dtype, noise,
+    actions, env_actions (k, D) float64, low, high (D,), log_prob (k,).
+
+    One compiled call instead of five NumPy ones per rollout step; the log-density is computed in
+    float64 whatever the policy's dtype.
+    """
+    for i in range(mu.shape[0]):
+        total = 0.0
+        for d in range(mu.shape[1]):
+            a = np.float64(mu[i, d]) + np.float64(sigma[i, d]) * noise[i, d]
+            actions[i, d] = a
+            env_actions[i, d] = min(max(a, low[d]), high[d])
+            total += normal_log_density(a, np.float64(mu[i, d]), np.float64(sigma[i, d]))
+        log_prob[i] = total
+
+
+class _Rows:
+    """The steps of one batch as they happen (environments interleaved), in flat arrays that grow by
+    doubling; each row carries its segment's id, and :meth:`batch` puts the segments in key order."""
+
+    def __init__(self, obs_dim: int, action_dim: int, capacity: int = 1024) -> None:
+        self.size = 0
+        self.obs = np.empty((capacity, obs_dim))
+        self.actions = np.empty((capacity, action_dim))
+        self.log_prob = np.empty(capacity)
+        self.rewards = np.empty(capacity)
+        self.segment = np.empty(capacity, np.int64)
+        self.keys: list[tuple[int, int]] = []  # per segment id: its order key
+        self.ends: dict[int, tuple[np.ndarray, bool]] = {}  # per closed segment: (obs after it, terminated)
+        self.episodes: list[tuple[tuple[int, int], float, int]] = []  # (order key, return, length)
+
+    def open(self, key: tuple[int, int]) -> int:
+        """A new segment, placed in the batch by ``key``; returns its id."""
+        self.keys.append(key)
+        return len(self.keys) - 1
+
+    def reserve(self, k: int) -> slice:
+        """Room for k more rows; returns their slice."""
+        if self.size + k > self.rewards.shape[0]:
+            capacity = max(2 * self.rewards.shape[0], self.size + k)
+            for name in ("obs", "actions", "log_prob", "rewards", "segment"):
+                old = getattr(self, name)
+                new = np.empty((capacity, *old.shape[1:]), old.dtype)
+                new[: self.size] = old[: self.size]
+                setattr(self, name, new)
+        self.size += k
+        return slice(self.size - k, self.size)
+
+    def batch(self) -> Batch:
+        """The segments back to back, ordered by their keys (each segment's rows in time order)."""
+        n = len(self.keys)
+        order = sorted(range(n), key=self.keys.__getitem__)
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+        row_rank = rank[self.segment[: self.size]]
+        rows = np.argsort(row_rank, kind="stable")
+        end_steps = np.cumsum(np.bincount(row_rank, minlength=n)) - 1
+        episode_ends = np.zeros(self.size, bool)
+        episode_ends[end_steps] = True
+        episodes = sorted(self.episodes, key=lambda episode: episode[0])
+        return Batch(
+            obs=self.obs[rows], actions=self.actions[rows], log_prob=self.log_prob[rows],
+            rewards=self.rewards[rows], episode_ends=episode_ends, end_steps=end_steps,
+            end_obs=np.array([self.ends[s][0] for s in order]).reshape(-1, self.obs.shape[1]),
+            end_terminated=np.array([self.ends[s][1] for s in order], bool),
+            episode_returns=np.array([r for _, r, _ in episodes], np.float64),
+            episode_lengths=np.array([length for _, _, length in episodes], np.int64),
+        )
+
+
+class Sampler:
+    """Runs ``policy`` (a :class:`npppo.policy.GaussianPolicy`) over ``envs``.
+
+    ``env_ids`` are the environments' indices in the whole run (fixed-step batches key their
+    streams by them); ``obs_clip`` is the observation clip when observations are normalised.
+    """
+
+    def __init__(self, envs: list, env_ids: list[int], policy, action_low: np.ndarray, action_high: np.ndarray,
+                 run_seed: int, obs_clip: float | None) -> None:
+        self.envs, self.env_ids, self.policy = envs, list(env_ids), policy
+        self.low = np.asarray(action_low, np.float64)
+        self.high = np.asarray(action_high, np.float64)
+        self.run_seed, self.obs_clip = run_seed, obs_clip
+        self.obs_dim, self.action_dim = policy.obs_dim, policy.action_dim
+        # fixed-step batches: what persists across iterations, per environment
+        self.episodes_started = np.zeros(len(envs), np.int64)
+        self._live: list | None = None  # per environment: [obs, return so far, length so far, segment key]
+
+    # ------------------------------------------------------------------ the two drivers
+    def collect_episodes(self, iteration: int, episode_ids: list[int], obs_stats=None) -> Batch:
+        """Whole episodes ``episode_ids`` of ``iteration``, run to their end on this sampler's
+        environments (each environment takes the next episode when its own ends); rows in the order
+        of ``episode_ids``. ``obs_stats``: (mean, var) of the observation normalisation, or None."""
+        rows = _Rows(self.obs_dim, self.action_dim)
+        waiting = list(enumerate(episode_ids))[::-1]  # (position, episode id), the next one last
+        running: dict[int, list] = {}  # env index -> [segment id, noise rng, obs, return, length]
+
+        def start(e: int) -> None:
+            position, episode = waiting.pop()
+            noise = np.random.default_rng([self.run_seed, iteration, episode, NOISE])
+            obs = self._reset(e, episode_seed(self.run_seed, iteration, episode))
+            running[e] = [rows.open((position, 0)), noise, obs, 0.0, 0]
+
+        for e in range(min(len(self.envs), len(waiting))):
+            start(e)
+        while running:
+            active = list(running)
+            for e, (next_obs, episode_over, terminated) in zip(active, self._step(active, running, rows, obs_stats),
+                                                               strict=True):
+                state = running[e]
+                state[2] = next_obs
+                if episode_over:
+                    rows.ends[state[0]] = (next_obs, terminated)
+                    rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
+                    del running[e]
+                    if waiting:
+                        start(e)
+        return rows.batch()
+
+    def collect_steps(self, iteration: int, steps_per_env: list[int], obs_stats=None) -> Batch:
+        """``steps_per_env[e]`` steps of each environment, continuing the episodes of the previous
+        batch; rows in environment order, the running piece of each episode cut at the batch's end."""
+        rows = _Rows(self.obs_dim, self.action_dim)
+        if self._live is None:
+            self._live = [[self._reset_fixed(e), 0.0, 0] for e in range(len(self.envs))]
+        running = {e: [rows.open((e, 0)), np.random.default_rng([self.run_seed, FIXED, self.env_ids[e], iteration,
+                                                                  NOISE]), *self._live[e], steps_per_env[e], 0]
+                   for e in range(len(self.envs)) if steps_per_env[e] > 0}  # [..., steps left, piece]
+        while running:
+            active = list(running)
+            for e, (next_obs, episode_over, terminated) in zip(active, self._step(active, running, rows, obs_stats),
+                                                               strict=True):
+                state = running[e]
+                state[5] -= 1
+                cut = state[5] == 0
+                if episode_over or cut:
+                    rows.ends[state[0]] = (next_obs, terminated)
+                if episode_over:
+                    rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
+                    state[2:5] = [self._reset_fixed(e), 0.0, 0]
+                else:
+                    state[2] = next_obs
+                if cut:
+                    self._live[e] = state[2:5]
+                    del running[e]
+                elif episode_over:
+                    state[6] += 1
+                    state[0] = rows.open((e, state[6]))
+        return rows.batch()
+
+    # ------------------------------------------------------------------ the step function
+    def _step(self, active: list[int], running: dict[int, list], rows: _Rows, obs_stats) -> list[tuple]:
+        """One step of the environments ``active`` (their states in ``running``: [segment id, noise
+        rng, obs, return so far, length so far, ...]); records the rows and returns, per environment,
+        (next obs, episode over, terminated)."""
+        states = [running[e] for e in active]
+        obs = np.array([state[2] for state in states])
+        x = obs if obs_stats is None else normalize_observations(obs, *obs_stats, self.obs_clip)
+        mu, sigma = self.policy.distribution_rows(x)
+        noise = np.array([state[1].standard_normal(self.action_dim) for state in states])
+        block = rows.reserve(len(active))
+        env_actions = np.empty((len(active), self.action_dim))
+        rows.obs[block] = obs
+        sample_actions(mu, sigma, noise, self.low, self.high, rows.actions[block], env_actions,
+                       rows.log_prob[block])
+        results = []
+        for j, (e, state) in enumerate(zip(active, states, strict=True)):
+            next_obs, reward, terminated, truncated, _ = self.envs[e].step(env_actions[j])
+            state[4] += 1
+            reward = float(reward)
+            if not math.isfinite(reward):
+                raise EnvError(f"environment {self.env_ids[e]} returned a non-finite reward {reward} at step "
+                               f"{state[4]} of its episode: check the environment (npppo cannot learn from NaN or inf)")
+            results.append((self._check_obs(next_obs, e, state[4]), bool(terminated or truncated), bool(terminated)))
+            rows.rewards[block.start + j] = reward
+            rows.segment[block.start + j] = state[0]
+            state[3] += reward
+        return results
+
+    def _reset(self, e: int, seed: int) -> np.ndarray:
+        obs, _ = self.envs[e].reset(seed=seed)
+        return self._check_obs(obs, e, 0)
+
+    def _reset_fixed(self, e: int) -> np.ndarray:
+        seed = episode_seed(self.run_seed, FIXED, self.env_ids[e], int(self.episodes_started[e]))
+        self.episodes_started[e] += 1
+        return self._reset(e, seed)
+
+    def _check_obs(self, obs, e: int, step: int) -> np.ndarray:
+        if np.shape(obs) != (self.obs_dim,):
+            raise EnvError(
+                f"environment {self.env_ids[e]} returned an observation of shape {np.shape(obs)}, expected "
+                f"({self.obs_dim},): wrap it in gymnasium.wrappers.FlattenObservation"
+            )
+        obs = np.asarray(obs, dtype=np.float64)
+        if not np.all(np.isfinite(obs)):
+            raise EnvError(f"environment {self.env_ids[e]} returned a non-finite observation {obs.tolist()} at step "
+                           f"{step} of its episode: check the environment (npppo cannot learn from NaN or inf)")
+        return obs

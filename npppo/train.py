@@ -1,0 +1,125 @@
+"""The training driver: one run of an agent into a run folder, with everything around the algorithm.
+
+The command line, ``scripts/learning_curves.py`` and the benchmark all train through :func:`train`.
+It writes into ``out``:
+
+* ``progress.csv``: one row per iteration, every metric of :meth:`npppo.PPO.update`, plus
+  ``train_s`` (wall time of training so far, evaluations excluded) and ``eval_mean``/``eval_std``
+  on the iterations where the deterministic policy was evaluated;
+* ``checkpoint.npz``: the full training state, rewritten atomically every ``checkpoint_every``
+  iterations, at the end, and on Ctrl-C (the last completed iteration);
+* ``model.npz`` at the end, and ``best.npz``: the best deterministic evaluation so far (with
+  ``eval_every``).
+
+A fault (an :class:`npppo.errors.NpppoError`) leaves the last good checkpoint as it was, and says
+which iteration it holds.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
+from npppo.errors import NpppoError
+from npppo.progress import ProgressCSV, ProgressLine
+
+
+@dataclass
+class RunOptions:
+    """How a run is driven (not what is learned: that is the PPOConfig)."""
+
+    total_steps: int
+    checkpoint_every: int = 10  # iterations between checkpoints
+    eval_every: int | None = None  # env steps between deterministic evaluations (None: only at the end)
+    eval_episodes: int = 10
+    max_iterations: int | None = None  # stop early after this many iterations (the schedules still span total_steps)
+    run: dict[str, Any] = field(default_factory=dict)  # stored in every checkpoint under "run" (for --resume)
+
+
+@dataclass
+class RunResult:
+    interrupted: bool
+    saved_iteration: int | None = None  # on Ctrl-C: the iteration now in checkpoint.npz (None: nothing saved)
+    eval_mean: float = math.nan
+    eval_std: float = math.nan
+    train_s: float = 0.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet: bool = False) -> RunResult:
+    """Train ``agent`` to ``options.total_steps`` env steps, writing the run folder ``out`` and showing
+    the progress line on stdout (unless ``quiet``). Ctrl-C saves the last completed iteration and
+    returns with ``interrupted=True``."""
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.npz"
+    log = ProgressCSV(out / "progress.csv", keep_until=agent.iteration if resumed else None)
+    line = None if quiet else ProgressLine(options.total_steps, agent.num_timesteps, sys.stdout)
+    state: dict[str, Any] = {"snapshot": None, "saved": agent.iteration if resumed else None, "best": -math.inf,
+                             "train_s": 0.0, "clock": time.perf_counter(), "rows": [],
+                             "next_eval": _next_multiple(agent.num_timesteps, options.eval_every)}
+
+    def after_iteration(agent, metrics: dict[str, Any]) -> bool:
+        now = time.perf_counter()
+        state["train_s"] += now - state["clock"]
+        row = {**metrics, "train_s": state["train_s"], "eval_mean": math.nan, "eval_std": math.nan}
+        go_on = options.max_iterations is None or agent.iteration < options.max_iterations
+        last = agent.num_timesteps >= options.total_steps or not go_on
+        if options.eval_every and (agent.num_timesteps >= state["next_eval"] or last):
+            row["eval_mean"], row["eval_std"] = agent.evaluate(options.eval_episodes)
+            state["next_eval"] = _next_multiple(agent.num_timesteps, options.eval_every)
+            if row["eval_mean"] > state["best"]:
+                state["best"] = row["eval_mean"]
+                write_checkpoint(out / "best.npz", *snapshot(agent), run=options.run)
+        log.append(row)
+        state["rows"].append(row)
+        state["snapshot"] = snapshot(agent)
+        if agent.iteration % options.checkpoint_every == 0:
+            write_checkpoint(checkpoint, *state["snapshot"], run=options.run)
+            state["saved"] = agent.iteration
+        if line is not None:
+            line.update(metrics)
+        state["clock"] = time.perf_counter()  # evaluations and checkpoints are not training time
+        return go_on
+
+    try:
+        agent.learn(options.total_steps, callback=after_iteration)
+    except KeyboardInterrupt:
+        if line is not None:
+            line.close()
+        if state["snapshot"] is None:
+            return RunResult(True, state["saved"], train_s=state["train_s"])
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
+        try:
+            write_checkpoint(checkpoint, *state["snapshot"], run=options.run)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return RunResult(True, state["snapshot"][1]["iteration"], train_s=state["train_s"], rows=state["rows"])
+    except NpppoError as exc:
+        if line is not None:
+            line.close()
+        where = ("nothing was saved" if state["saved"] is None
+                 else f"last good checkpoint: {checkpoint}, iteration {state['saved']}")
+        raise type(exc)(f"{exc} ({where})") from exc
+    if line is not None:
+        line.close()
+    final = snapshot(agent)
+    write_checkpoint(checkpoint, *final, run=options.run)
+    write_checkpoint(out / "model.npz", *final, run=options.run)
+    read_checkpoint(out / "model.npz")  # what was written reads back
+    last_row = state["rows"][-1] if state["rows"] else {}
+    if options.eval_every and not math.isnan(last_row.get("eval_mean", math.nan)):
+        mean, std = last_row["eval_mean"], last_row["eval_std"]  # evaluated at the last iteration already
+    else:
+        mean, std = agent.evaluate(options.eval_episodes)
+    return RunResult(False, agent.iteration, mean, std, state["train_s"], state["rows"])
+
+
+def _next_multiple(steps: int, every: int | None) -> float:
+    """The first multiple of ``every`` above ``steps`` (infinity without evaluations)."""
+    return (steps // every + 1) * every if every else math.inf
