@@ -11,14 +11,14 @@ npppo's compiled kernels are tested against: one activation table, one Gaussian 
 observation normalisation.
 
 A checkpoint describes each network by its *layer table* (see ``npppo.nn.layers.LAYER_DTYPE``):
-one row per dense layer ``y = f(x W + b)`` with its part (``trunk``, ``mu``, ``sigma``, ``critic``),
+one row per dense layer ``y = f(x W + b)`` with its part (``trunk``, ``mu_head``, ``sigma_head``, ``critic``),
 the offset of ``W (fan_in, fan_out)`` (row-major, then ``b (fan_out,)``) in the network's flat
 parameter vector, and the activation ``f`` with its ``alpha``. What is not a layer sits in the
 checkpoint's metadata under ``"policy"``:
 
     x      = clip((obs - mean) / sqrt(var + OBS_EPS), -obs_clip, obs_clip)   if obs_clip is not None
-    h      = trunk(x);   mu = mu(h)
-    sigma  = sigma(h) + sigma_min        or  exp(params[log_std_offset : + action_dim])
+    h      = trunk(x);   mu = mu_head(h)
+    sigma  = sigma_head(h) + sigma_min   or  exp(params[log_std_offset : + action_dim])
     action = clip(mu, low, high)         or  clip(mu + sigma * N(0, 1), low, high)
 
 Everything is computed in float64, whatever precision the policy was trained in.
@@ -93,7 +93,7 @@ class Policy:
         self.params = np.asarray(arrays["policy.params"], np.float64)
         self.critic_params = np.asarray(arrays["critic.params"], np.float64)
         layers, self.critic_layers = arrays["policy.layers"], arrays["critic.layers"]
-        self.parts = {part: layers[layers["part"] == part] for part in ("trunk", "mu", "sigma")}
+        self.parts = {part: layers[layers["part"] == part] for part in ("trunk", "mu_head", "sigma_head")}
         self.sigma_min, self.log_std_offset = float(facts["sigma_min"]), facts["log_std_offset"]
         self.obs_clip = facts["obs_clip"]
         if self.obs_clip is not None:
@@ -139,11 +139,11 @@ class Policy:
 
     def _distribution(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = mlp_forward(self.params, self.parts["trunk"], x)
-        mu = mlp_forward(self.params, self.parts["mu"], h)
+        mu = mlp_forward(self.params, self.parts["mu_head"], h)
         if self.log_std_offset is not None:
             log_std = self.params[self.log_std_offset : self.log_std_offset + self.action_dim]
             return mu, np.broadcast_to(np.exp(log_std), mu.shape).copy()
-        return mu, mlp_forward(self.params, self.parts["sigma"], h) + self.sigma_min
+        return mu, mlp_forward(self.params, self.parts["sigma_head"], h) + self.sigma_min
 
     def act(self, obs: np.ndarray, deterministic: bool = True,
             rng: np.random.Generator | None = None) -> np.ndarray:

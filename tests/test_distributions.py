@@ -1,17 +1,14 @@
-"""The diagonal Gaussian: kernels against NumPy references, derivatives against finite differences."""
+"""The Gaussian's compiled scalar log-density and entropy against the NumPy references
+(npppo.inference) and the closed form. Their derivatives live in the fused actor loss
+(tests/test_losses.py checks them against finite differences)."""
+
+import math
 
 import numpy as np
 import pytest
 
-from npppo.distributions import (
-    entropy,
-    log_prob,
-    reference_entropy,
-    reference_log_prob,
-    reference_log_prob_grad,
-    sample,
-)
-from npppo.gradcheck import gradcheck
+from npppo.distributions import normal_entropy, normal_log_density
+from npppo.inference import gaussian_entropy, gaussian_log_prob
 
 
 def gaussian(seed=0, batch=6, dims=3, dtype=np.float64):
@@ -23,39 +20,28 @@ def gaussian(seed=0, batch=6, dims=3, dtype=np.float64):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_log_prob_and_entropy_kernels_match_reference(dtype):
+def test_kernels_summed_over_dimensions_match_the_references(dtype):
     actions, mu, sigma = gaussian(dtype=dtype)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(log_prob(actions, mu, sigma), reference_log_prob(actions, mu, sigma), rtol=tol)
-    np.testing.assert_allclose(entropy(sigma), reference_entropy(sigma), rtol=tol)
+    log_prob = np.array([sum(normal_log_density(a, m, s) for a, m, s in zip(*row, strict=True))
+                         for row in zip(actions, mu, sigma, strict=True)])
+    entropy = np.array([sum(normal_entropy(s) for s in row) for row in sigma])
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(log_prob, gaussian_log_prob(actions, mu, sigma), rtol=tol)
+    np.testing.assert_allclose(entropy, gaussian_entropy(sigma), rtol=tol)
 
 
-def test_log_prob_matches_scalar_normal_density():
-    # a 1-D standard normal at 0: log(1 / sqrt(2 pi))
-    got = log_prob(np.zeros((1, 1)), np.zeros((1, 1)), np.ones((1, 1)))
-    assert got[0] == pytest.approx(-0.5 * np.log(2 * np.pi), rel=1e-14)
+@pytest.mark.parametrize(("action", "mean", "std"), [(0.0, 0.0, 1.0), (1.3, -0.4, 0.7), (-2.0, 0.5, 2.5)])
+def test_log_density_is_the_log_of_the_normal_density(action, mean, std):
+    density = math.exp(-((action - mean) ** 2) / (2 * std**2)) / (std * math.sqrt(2 * math.pi))
+    assert normal_log_density(action, mean, std) == pytest.approx(math.log(density), rel=1e-14)
 
 
-@pytest.mark.parametrize("wrt", ["mu", "sigma"])
-def test_log_prob_gradient_matches_finite_differences(wrt):
-    actions, mu, sigma = gaussian(seed=1)
-    x = mu if wrt == "mu" else sigma
-    weights = np.random.default_rng(2).normal(size=actions.shape[0])
-    grad_mu, grad_sigma = reference_log_prob_grad(actions, mu, sigma)
-    analytic = (grad_mu if wrt == "mu" else grad_sigma) * weights[:, None]
-    result = gradcheck(lambda: float(weights @ log_prob(actions, mu, sigma)), x, analytic)
-    assert result.max_rel_error < 1e-6, result
+@pytest.mark.parametrize("std", [0.1, 1.0, 3.0])
+def test_entropy_is_half_log_two_pi_e_variance(std):
+    assert normal_entropy(std) == pytest.approx(0.5 * math.log(2 * math.pi * math.e * std**2), rel=1e-14)
 
 
-def test_entropy_gradient_is_one_over_sigma():
-    _, _, sigma = gaussian(seed=3)
-    result = gradcheck(lambda: float(entropy(sigma).sum()), sigma, 1.0 / sigma)
-    assert result.max_rel_error < 1e-6, result
-
-
-def test_sample_has_the_right_moments():
-    mu = np.full((200_000, 1), 1.5)
-    sigma = np.full((200_000, 1), 0.3)
-    draws = sample(mu, sigma, np.random.default_rng(0))
-    assert abs(draws.mean() - 1.5) < 0.005
-    assert abs(draws.std() - 0.3) < 0.005
+def test_zero_std_gives_a_non_finite_value_not_an_exception():
+    # NumPy's error model: the trainer then reports a non-finite loss (a clear TrainingError)
+    assert not math.isfinite(normal_log_density(0.5, 0.0, 0.0))
+    assert normal_entropy(0.0) == -math.inf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +12,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from npppo import PPO, presets
-from npppo.inference import Policy
+from npppo import PPO
+from npppo.config import PPOConfig
+from npppo.inference import META_KEY, Policy
 
-SEED_LIKE = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8, 7], head_sizes=[6], critic_sizes=[8, 5])
-TUNED_LIKE = dict(SEED_LIKE, actor_activation="tanh", mu_activation="identity", sigma_mode="state_independent",
-                  critic_activation="tanh", normalize_obs=True, optimizer="adam")
+SEED = dict(mu_activation="relu")  # the seed's networks: ELU actor with ReLU outputs, ReLU critic
+SOFTPLUS = dict(sigma_mode="softplus", actor_activation="elu", elu_alpha=0.5)
+TUNED = dict(actor_activation="tanh", sigma_mode="state_independent", critic_activation="tanh", normalize_obs=True,
+             optimizer="adam")
 
 
 def short_pendulum():
     return gym.make("Pendulum-v1", max_episode_steps=30)
 
 
-def trained_agent(tmp_path: Path, dtype: str, **changes) -> tuple[PPO, Path]:
-    config = presets.get("seed").replace(dtype=dtype, **changes)
+def trained_agent(tmp_path: Path, config: PPOConfig) -> tuple[PPO, Path]:
     agent = PPO(short_pendulum, config, seed=1)
     agent.learn(120)  # two iterations: parameters and observation statistics move away from their start
     return agent, agent.save(tmp_path / "model.npz")
@@ -35,11 +37,10 @@ def observations(n: int = 16) -> np.ndarray:
 
 
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
-@pytest.mark.parametrize("changes", [SEED_LIKE, dict(SEED_LIKE, sigma_mode="softplus", actor_activation="elu",
-                                                     elu_alpha=0.5), TUNED_LIKE], ids=["seed", "softplus", "tuned"])
-@pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-10, 1e-12), ("float32", 1e-4, 1e-5)])
-def test_policy_matches_the_agent(tmp_path, changes, dtype, rtol, atol):
-    agent, path = trained_agent(tmp_path, dtype, **changes)
+@pytest.mark.parametrize("changes", [SEED, SOFTPLUS, TUNED], ids=["seed", "softplus", "tuned"])
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), [("float64", 1e-10, 1e-12), ("float32", 1e-4, 1e-5)])
+def test_policy_matches_the_agent(tmp_path, tiny_config, changes, dtype, rtol, atol):
+    agent, path = trained_agent(tmp_path, tiny_config(dtype=dtype, **changes))
     policy = Policy.load(path)
     obs = observations()
     assert np.allclose(policy.act(obs), agent.act(obs), rtol=rtol, atol=atol)
@@ -51,9 +52,8 @@ def test_policy_matches_the_agent(tmp_path, changes, dtype, rtol, atol):
     assert isinstance(policy.value(obs[0]), float)
 
 
-@pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
-def test_sampled_actions_are_clipped_and_reproducible(tmp_path):
-    _, path = trained_agent(tmp_path, "float64", **TUNED_LIKE)
+def test_sampled_actions_are_clipped_and_reproducible(tmp_path, tiny_config):
+    _, path = trained_agent(tmp_path, tiny_config(dtype="float64", **TUNED))
     policy = Policy.load(path)
     obs = observations(64)
     first = policy.act(obs, deterministic=False, rng=np.random.default_rng(5))
@@ -64,8 +64,8 @@ def test_sampled_actions_are_clipped_and_reproducible(tmp_path):
         policy.act(np.zeros(4))
 
 
-def test_inference_works_where_neither_numba_nor_gymnasium_is_installed(tmp_path):
-    _, path = trained_agent(tmp_path, "float32", **TUNED_LIKE)
+def test_inference_works_where_neither_numba_nor_gymnasium_is_installed(tmp_path, tiny_config):
+    _, path = trained_agent(tmp_path, tiny_config(**TUNED))
     code = (
         "import sys\n"
         "sys.modules['numba'] = sys.modules['gymnasium'] = None  # as on a machine without them\n"
@@ -77,8 +77,8 @@ def test_inference_works_where_neither_numba_nor_gymnasium_is_installed(tmp_path
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_the_module_works_as_a_copied_single_file(tmp_path):
-    _, path = trained_agent(tmp_path, "float32", **TUNED_LIKE)
+def test_the_module_works_as_a_copied_single_file(tmp_path, tiny_config):
+    _, path = trained_agent(tmp_path, tiny_config(**TUNED))
     source = Path(__file__).parents[1] / "npppo" / "inference.py"
     spec = importlib.util.spec_from_file_location("standalone_inference", source)
     module = importlib.util.module_from_spec(spec)
@@ -91,3 +91,15 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(ValueError, match="not an npppo checkpoint"):
         Policy.load(tmp_path / "other.npz")
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_naming_it(tmp_path, tiny_config):
+    _, path = trained_agent(tmp_path, tiny_config(**TUNED))
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(str(arrays[META_KEY]))
+    meta["format_version"] = 1
+    arrays[META_KEY] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    with pytest.raises(ValueError, match="version 1 is not an npppo checkpoint of version 2"):
+        Policy.load(tmp_path / "old.npz")

@@ -1,5 +1,6 @@
-"""Dense layers, MLPs, flat parameter vectors, the compiled row-by-row forward, and the two models
-built on them (GaussianPolicy, Critic): forward against plain NumPy, backward against finite differences."""
+"""Dense layers, MLPs, flat parameter vectors and their layer table, the compiled row-by-row forward,
+and the initialisers: forwards against the NumPy reference (npppo.inference), backwards against
+finite differences."""
 
 from __future__ import annotations
 
@@ -7,92 +8,34 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_every_tensor_checked, flat_offset, kink_free_rows, randomise_biases
 
-from npppo.critic import Critic
-from npppo.nn.activations import Activation
-from npppo.nn.layers import INITIALISERS, MLP, FlatModel, forward_rows, init_weight
-from npppo.policy import SIGMA_MODES, GaussianPolicy
+from npppo.config import INITIALISERS
+from npppo.inference import ACTIVATIONS, mlp_forward
+from npppo.nn.layers import MLP, FlatModel, forward_rows, init_weight
 
-ACTIVATIONS = [Activation(name) for name in ("identity", "relu", "elu", "softplus", "tanh")] + [
-    Activation("elu", alpha=0.4)
-]
-IDS = [a.name if a.alpha == 1.0 else f"{a.name}-{a.alpha}" for a in ACTIVATIONS]
-KINK_MARGIN = 1e-3  # pre-activations of relu/elu stay this far from 0, well beyond the stencil's 2h = 2e-4
+CASES = [("identity", 1.0), ("relu", 1.0), ("elu", 1.0), ("elu", 0.4), ("softplus", 1.0), ("tanh", 1.0)]
+IDS = [name if name != "elu" else f"elu-{alpha}" for name, alpha in CASES]
+TOLERANCES = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-13}}
 
 
-# ---------------------------------------------------------------- helpers
+def two_part_model(dtype=np.float64, seed: int = 0) -> FlatModel:
+    """A trunk and a head (with their own alphas) and a loose vector, biases non-zero: every kind of row
+    a layer table can hold."""
+    trunk = MLP([6, 9, 8], ["elu", "tanh"], "trunk", alpha=0.4)
+    head = MLP([8, 7, 3], ["softplus", "relu"], "head")
+    model = FlatModel([trunk, head], [("log_std", 3)], dtype)
+    rng = np.random.default_rng(seed)
+    trunk.init(rng, "glorot_normal")
+    head.init(rng, "glorot_normal")
+    randomise_biases(model, rng)
+    model.extra["log_std"][0][...] = [0.1, -0.2, 0.3]
+    return model
 
 
-def reference_forward(mlp: MLP, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The MLP in plain NumPy: its output and every layer's pre-activation z = x W + b."""
-    pres = []
-    for layer in mlp.layers:
-        z = x @ layer.weight + layer.bias
-        pres.append(z)
-        x = layer.activation.reference(z)
-    return x, pres
-
-
-def kink_gap(mlps: list[MLP], pres: list[np.ndarray]) -> np.ndarray:
-    """Per row, the smallest |z| over layers whose activation has a kink at 0 (relu, elu)."""
-    layers = [layer for mlp in mlps for layer in mlp.layers]
-    gap = np.full(pres[0].shape[0], np.inf)
-    for layer, z in zip(layers, pres, strict=True):
-        if layer.activation.name in ("relu", "elu"):
-            gap = np.minimum(gap, np.min(np.abs(z), axis=1))
-    return gap
-
-
-def policy_preactivations(policy: GaussianPolicy, obs: np.ndarray) -> tuple[list[MLP], list[np.ndarray]]:
-    h, pres = reference_forward(policy.trunk, obs)
-    heads = [policy.mu_head] + ([policy.sigma_head] if policy.sigma_head is not None else [])
-    for head in heads:
-        pres += reference_forward(head, h)[1]
-    return [policy.trunk, *heads], pres
-
-
-def kink_free_rows(preactivations, rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
-    """``rows`` random inputs (rows, dim) at which no relu/elu pre-activation is near its kink."""
-    x = rng.normal(size=(8 * rows, dim))
-    x = x[kink_gap(*preactivations(x)) > KINK_MARGIN][:rows]
-    assert x.shape[0] == rows, "too few kink-free inputs: change the seed"
-    return x
-
-
-def randomise_biases(model: FlatModel, rng: np.random.Generator) -> None:
-    """Non-zero biases, so that the bias path of the forward is exercised too."""
-    for name, view in model.named_params().items():
-        if name.endswith(".bias"):
-            view[...] = rng.normal(0.0, 0.3, size=view.shape)
-
-
-def flat_offset(model: FlatModel, view: np.ndarray) -> int:
-    return (view.__array_interface__["data"][0] - model.params.__array_interface__["data"][0]) // view.itemsize
-
-
-def spread_indices(model: FlatModel, rng: np.random.Generator, total: int = 200, per_tensor: int = 4):
-    """About ``total`` flat indices: ``per_tensor`` from every weight and bias, the rest at random."""
-    chosen = set()
-    for view in model.named_params().values():
-        start = flat_offset(model, view)
-        chosen.update(start + rng.choice(view.size, size=min(per_tensor, view.size), replace=False))
-    rest = rng.permutation(model.params.size)
-    chosen.update(rest[: max(total - len(chosen), 0)])
-    return np.array(sorted(chosen))
-
-
-def assert_every_tensor_checked(model: FlatModel, result) -> None:
-    """Each weight and bias has checked coordinates, and not only zero-gradient ones."""
-    for name, view in model.named_params().items():
-        start = flat_offset(model, view)
-        mask = (result.indices >= start) & (result.indices < start + view.size)
-        assert mask.any(), f"{name} was not checked"
-        assert np.any(result.analytic[mask] != 0.0), f"{name}: only zero gradients were checked"
-
-
-def dense_model(fan_in: int, fan_out: int, activation: Activation, dtype=np.float64, seed: int = 0):
-    mlp = MLP([fan_in, fan_out], [activation], "layer")
-    model = FlatModel([mlp], dtype=dtype)
+def dense_model(name: str, alpha: float, dtype=np.float64, seed: int = 0) -> tuple[FlatModel, MLP]:
+    mlp = MLP([4, 3], [name], "layer", alpha)
+    model = FlatModel([mlp], [], dtype)
     rng = np.random.default_rng(seed)
     mlp.init(rng, "glorot_normal")
     randomise_biases(model, rng)
@@ -103,23 +46,22 @@ def dense_model(fan_in: int, fan_out: int, activation: Activation, dtype=np.floa
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=IDS)
-def test_dense_forward_is_matmul_plus_bias_then_activation(activation, dtype):
-    _, mlp = dense_model(6, 4, activation, dtype)
-    x = np.random.default_rng(1).normal(size=(9, 6)).astype(dtype)
+@pytest.mark.parametrize(("name", "alpha"), CASES, ids=IDS)
+def test_dense_forward_is_matmul_plus_bias_then_activation(name, alpha, dtype):
+    _, mlp = dense_model(name, alpha, dtype)
+    x = np.random.default_rng(1).normal(size=(9, 4)).astype(dtype)
     layer = mlp.layers[0]
     y = layer.forward(x)
-    assert y.shape == (9, 4) and y.dtype == dtype
-    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-13, "atol": 1e-14}
-    np.testing.assert_allclose(y, activation.reference(x @ layer.weight + layer.bias), **tolerance)
+    assert y.shape == (9, 3) and y.dtype == dtype
+    np.testing.assert_allclose(y, ACTIVATIONS[name][0](x @ layer.weight + layer.bias, alpha), **TOLERANCES[dtype])
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=IDS)
-def test_dense_gradients_match_finite_differences(activation, checked_gradient):
-    model, mlp = dense_model(4, 3, activation)
+@pytest.mark.parametrize(("name", "alpha"), CASES, ids=IDS)
+def test_dense_gradients_match_finite_differences(name, alpha, checked_gradient):
+    model, mlp = dense_model(name, alpha)
     layer = mlp.layers[0]
     rng = np.random.default_rng(2)
-    x = kink_free_rows(lambda x: ([mlp], reference_forward(mlp, x)[1]), rng, 5, 4)
+    x = kink_free_rows(model, mlp.forward, rng.normal(size=(40, 4)), 5)
     weights = rng.normal(size=(5, 3))
 
     def loss() -> float:
@@ -188,14 +130,9 @@ def test_orthogonal_gives_orthonormal_columns_or_rows(shape):
     np.testing.assert_allclose(gram, gain**2 * np.eye(min(shape)), atol=1e-12)
 
 
-def test_unknown_initialiser_is_refused_by_name():
-    with pytest.raises(ValueError, match="unknown initialiser 'lecun'"):
-        init_weight((3, 3), "lecun", np.random.default_rng(0))
-
-
 def test_mlp_init_zeroes_biases_and_scales_only_the_output_layer():
-    sizes, activations = [5, 6, 4, 2], [Activation("tanh")] * 3
-    plain, scaled = (FlatModel([MLP(sizes, activations, "m")]) for _ in range(2))
+    sizes, activations = [5, 6, 4, 2], ["tanh"] * 3
+    plain, scaled = (FlatModel([MLP(sizes, activations, "m")], [], np.float64) for _ in range(2))
     plain.params[...] = scaled.params[...] = 1.0
     plain.parts[0].init(np.random.default_rng(0), "glorot_normal")
     scaled.parts[0].init(np.random.default_rng(0), "glorot_normal", output_gain=0.01)
@@ -205,108 +142,103 @@ def test_mlp_init_zeroes_biases_and_scales_only_the_output_layer():
     np.testing.assert_allclose(scaled.parts[0].layers[-1].weight, 0.01 * plain.parts[0].layers[-1].weight)
 
 
-def test_mlp_needs_one_activation_per_layer():
-    with pytest.raises(ValueError, match="2 layers need as many activations, got 1"):
-        MLP([3, 4, 2], [Activation("relu")], "m")
+# ---------------------------------------------------------------- flat parameter vectors and the layer table
 
 
-# ---------------------------------------------------------------- flat parameter vectors
-
-
-def small_policy(sigma_mode: str = "relu", dtype=np.float64, seed: int = 0, **kwargs) -> GaussianPolicy:
-    kwargs = {"trunk_sizes": (8, 7), "head_sizes": (6, 5), **kwargs}
-    policy = GaussianPolicy(4, 2, sigma_mode=sigma_mode, dtype=dtype, rng=np.random.default_rng(seed), **kwargs)
-    randomise_biases(policy, np.random.default_rng(seed + 100))
-    if sigma_mode == "state_independent":
-        policy.extra["log_std"][0][...] = [-0.3, 0.4]
-    return policy
-
-
-@pytest.mark.parametrize("sigma_mode", SIGMA_MODES)
-def test_named_params_are_views_of_params_in_forward_order(sigma_mode):
-    policy = small_policy(sigma_mode)
-    named = policy.named_params()
-    heads = ["mu_head"] + (["sigma_head"] if sigma_mode != "state_independent" else [])
-    sizes = {"trunk": [4, 8, 7], "mu_head": [7, 6, 5, 2], "sigma_head": [7, 6, 5, 2]}
+def test_named_params_are_views_of_params_in_forward_order():
+    model = two_part_model()
+    named = model.named_params()
     expected = {}
-    for part in ["trunk", *heads]:
-        s = sizes[part]
-        for i in range(len(s) - 1):
-            expected[f"{part}.{i}.weight"] = (s[i], s[i + 1])
-            expected[f"{part}.{i}.bias"] = (s[i + 1],)
-    if sigma_mode == "state_independent":
-        expected["log_std"] = (2,)
-    assert list(named) == list(expected)
+    for part, sizes in (("trunk", [6, 9, 8]), ("head", [8, 7, 3])):
+        for i in range(len(sizes) - 1):
+            expected[f"{part}.{i}.weight"] = (sizes[i], sizes[i + 1])
+            expected[f"{part}.{i}.bias"] = (sizes[i + 1],)
+    expected["log_std"] = (3,)
     assert {name: view.shape for name, view in named.items()} == expected
+    assert list(named) == list(expected)
 
     offset = 0
     for name, view in named.items():
-        assert np.shares_memory(view, policy.params), name
-        assert flat_offset(policy, view) == offset, name  # back to back, no gaps, in forward order
+        assert np.shares_memory(view, model.params), name
+        assert flat_offset(model, view) == offset, name  # back to back, no gaps, in forward order
         offset += view.size
-    assert offset == policy.params.size
-    np.testing.assert_array_equal(np.concatenate([v.ravel() for v in named.values()]), policy.params)
+    assert offset == model.params.size
+    assert model.part_ranges == {"trunk": (0, 143), "head": (143, 230), "log_std": (230, 233)}
 
 
-@pytest.mark.parametrize("sigma_mode", SIGMA_MODES)
-def test_gradient_views_share_memory_with_grad_at_the_params_offsets(sigma_mode):
-    policy = small_policy(sigma_mode)
-    policy.params[...] = np.arange(policy.params.size)
-    policy.grad[...] = np.arange(policy.params.size)
-    for part in policy.parts:
+def test_gradient_views_share_memory_with_grad_at_the_params_offsets():
+    model = two_part_model()
+    model.params[...] = np.arange(model.params.size)
+    model.grad[...] = np.arange(model.params.size)
+    for part in model.parts:
         for layer in part.layers:
-            assert np.shares_memory(layer.grad_weight, policy.grad)
-            assert np.shares_memory(layer.grad_bias, policy.grad)
+            assert np.shares_memory(layer.grad_weight, model.grad)
+            assert np.shares_memory(layer.grad_bias, model.grad)
             np.testing.assert_array_equal(layer.grad_weight, layer.weight)
             np.testing.assert_array_equal(layer.grad_bias, layer.bias)
-    for value, grad in policy.extra.values():
-        assert np.shares_memory(grad, policy.grad)
+    for value, grad in model.extra.values():
+        assert np.shares_memory(grad, model.grad)
         np.testing.assert_array_equal(grad, value)
+
+
+def test_layer_table_describes_every_layer():
+    model = two_part_model()
+    table = model.layers
+    assert table["part"].tolist() == ["trunk", "trunk", "head", "head"]
+    assert table["fan_in"].tolist() == [6, 9, 8, 7] and table["fan_out"].tolist() == [9, 8, 7, 3]
+    assert table["activation"].tolist() == ["elu", "tanh", "softplus", "relu"]
+    assert table["alpha"].tolist() == [0.4, 0.4, 1.0, 1.0]
+    named = model.named_params()
+    for row in table:
+        layer = next(layer for part in model.parts for layer in part.layers if layer.offset == row["offset"])
+        assert flat_offset(model, named[f"{layer.name}.weight"]) == row["offset"]
+    # the NumPy reference reads only the table and the flat vector, and gives the model's own forward
+    x = np.random.default_rng(1).normal(size=(5, 6))
+    h = mlp_forward(model.params, table[table["part"] == "trunk"], x)
+    np.testing.assert_allclose(h, model.parts[0].forward(x), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(mlp_forward(model.params, table[table["part"] == "head"], h), model.parts[1].forward(h),
+                               rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_set_params_keeps_views_valid(dtype):
-    policy = small_policy("softplus", dtype)
-    views = policy.named_params()
-    params = policy.params
+    model = two_part_model(dtype)
+    views = model.named_params()
+    params = model.params
     new = np.random.default_rng(5).normal(size=params.size).astype(dtype)
-    policy.set_params(new)
-    assert policy.params is params
+    model.set_params(new)
+    assert model.params is params
     np.testing.assert_array_equal(np.concatenate([v.ravel() for v in views.values()]), new)
-    obs = np.random.default_rng(6).normal(size=(3, 4)).astype(dtype)
-    mu, sigma = policy.distribution(obs)
-    h = reference_forward(policy.trunk, obs)[0]
-    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12}
-    np.testing.assert_allclose(mu, reference_forward(policy.mu_head, h)[0], **tolerance)
-    np.testing.assert_allclose(sigma, reference_forward(policy.sigma_head, h)[0] + policy.sigma_min, **tolerance)
-    assert policy.params.dtype == dtype and all(v.dtype == dtype for v in views.values())
+    x = np.random.default_rng(6).normal(size=(3, 6)).astype(dtype)
+    reference = mlp_forward(new.astype(np.float64), model.layers[model.layers["part"] == "trunk"], x)
+    np.testing.assert_allclose(model.parts[0].forward(x), reference, **TOLERANCES[dtype])
+    assert model.params.dtype == dtype and all(v.dtype == dtype for v in views.values())
 
 
 def test_set_params_refuses_a_wrong_shape():
-    policy = small_policy()
+    model = two_part_model()
     with pytest.raises(ValueError, match="expected a parameter vector of shape"):
-        policy.set_params(np.zeros(policy.params.size + 1))
+        model.set_params(np.zeros(model.params.size + 1))
 
 
 # ---------------------------------------------------------------- whole networks against finite differences
 
 
 @pytest.mark.parametrize(
-    "activations",
+    ("activations", "alpha"),
     [
-        ["elu", "relu", "tanh", "identity"],
-        ["relu", "softplus", "elu-0.4", "relu"],
-        ["tanh", "elu", "softplus", "softplus"],
+        (["elu", "relu", "tanh", "identity"], 1.0),
+        (["relu", "softplus", "elu", "relu"], 0.4),
+        (["tanh", "elu", "softplus", "softplus"], 1.0),
     ],
 )
-def test_mlp_gradients_match_finite_differences(activations, checked_gradient):
-    acts = [Activation("elu", 0.4) if a == "elu-0.4" else Activation(a) for a in activations]
-    mlp = MLP([5, 8, 7, 6, 3], acts, "mlp")
-    model = FlatModel([mlp])
+def test_mlp_gradients_match_finite_differences(activations, alpha, checked_gradient):
+    mlp = MLP([5, 8, 7, 6, 3], activations, "mlp", alpha)
+    model = FlatModel([mlp], [], np.float64)
     rng = np.random.default_rng(0)
     mlp.init(rng, "glorot_normal")
     randomise_biases(model, rng)
-    x = kink_free_rows(lambda x: ([mlp], reference_forward(mlp, x)[1]), rng, 6, 5)
+    x = kink_free_rows(model, mlp.forward, rng.normal(size=(48, 5)), 6)
     weights = rng.normal(size=(6, 3))
 
     def loss() -> float:
@@ -323,88 +255,18 @@ def test_mlp_gradients_match_finite_differences(activations, checked_gradient):
     assert result.max_rel_error < 1e-6, result
 
 
-def policy_gradient_check(policy: GaussianPolicy, rows: int, indices_rng, checked_gradient):
-    """d/dθ [sum(c_mu * mu) + sum(c_sigma * sigma)] against finite differences."""
-    rng = np.random.default_rng(7)
-    obs = kink_free_rows(lambda x: policy_preactivations(policy, x), rng, rows, policy.obs_dim)
-    c_mu, c_sigma = rng.normal(size=(2, rows, policy.action_dim))
-
-    def loss() -> float:
-        mu, sigma = policy.forward(obs)
-        return float(np.sum(c_mu * mu) + np.sum(c_sigma * sigma))
-
-    policy.forward(obs)
-    policy.grad[...] = np.nan
-    policy.backward(c_mu, c_sigma)
-    grad = policy.grad.copy()
-    assert np.all(np.isfinite(grad))
-    indices = None if indices_rng is None else spread_indices(policy, indices_rng)
-    result = checked_gradient(loss, policy.params, grad, indices)
-    assert result.max_rel_error < 1e-6, result
-    assert_every_tensor_checked(policy, result)
-
-
-@pytest.mark.parametrize("sigma_mode", SIGMA_MODES)
-def test_small_policy_gradients_match_finite_differences(sigma_mode, checked_gradient):
-    policy_gradient_check(small_policy(sigma_mode), 6, None, checked_gradient)
-
-
-@pytest.mark.parametrize("sigma_mode", SIGMA_MODES)
-def test_seed_sized_policy_gradients_match_finite_differences(sigma_mode, checked_gradient):
-    policy = GaussianPolicy(8, 1, sigma_mode=sigma_mode, rng=np.random.default_rng(1))  # the seed's sizes
-    randomise_biases(policy, np.random.default_rng(2))
-    policy_gradient_check(policy, 8, np.random.default_rng(3), checked_gradient)
-
-
-@pytest.mark.parametrize(("hidden_sizes", "subset"), [((8, 7, 6), False), ((100, 100, 100, 80, 40), True)])
-def test_critic_gradients_match_finite_differences(hidden_sizes, subset, checked_gradient):
-    critic = Critic(5, hidden_sizes, rng=np.random.default_rng(0))
-    randomise_biases(critic, np.random.default_rng(1))
-    rng = np.random.default_rng(2)
-    obs = kink_free_rows(lambda x: ([critic.mlp], reference_forward(critic.mlp, x)[1]), rng, 8, 5)
-    weights = rng.normal(size=8)
-
-    def loss() -> float:
-        return float(weights @ critic.forward(obs))
-
-    np.testing.assert_allclose(critic.value(obs), reference_forward(critic.mlp, obs)[0][:, 0], rtol=1e-12)
-    critic.forward(obs)
-    critic.grad[...] = np.nan
-    critic.backward(weights)
-    grad = critic.grad.copy()
-    indices = spread_indices(critic, np.random.default_rng(3)) if subset else None
-    result = checked_gradient(loss, critic.params, grad, indices)
-    assert result.max_rel_error < 1e-6, result
-    assert_every_tensor_checked(critic, result)
-
-
 # ---------------------------------------------------------------- compiled row-by-row forward
 
-ROW_TOLERANCES = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-13}}
-
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_rows_equals_the_blas_forward(dtype):
-    acts = [Activation("elu", 0.4), Activation("tanh"), Activation("relu"), Activation("softplus")]
-    mlp = MLP([6, 9, 8, 7, 3], acts, "mlp")
-    model = FlatModel([mlp], dtype=dtype)
-    rng = np.random.default_rng(0)
-    mlp.init(rng, "glorot_normal")
-    randomise_biases(model, rng)
-    x = rng.normal(size=(11, 6)).astype(dtype)
-    out = np.empty((11, 3), dtype)
-    forward_rows(model.params, mlp.layout(), mlp.alphas(), x, out)
-    np.testing.assert_allclose(out, mlp.forward(x), **ROW_TOLERANCES[dtype])
-
-
-@pytest.mark.parametrize("rows", [1, 7])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sigma_mode", SIGMA_MODES)
-def test_distribution_rows_equals_distribution(sigma_mode, dtype, rows):
-    policy = small_policy(sigma_mode, dtype, hidden_activation="elu", elu_alpha=0.6, mu_activation="identity")
-    obs = np.random.default_rng(1).normal(size=(rows, 4)).astype(dtype)
-    mu_rows, sigma_rows = policy.distribution_rows(obs)
-    mu, sigma = policy.distribution(obs)
-    assert mu_rows.dtype == dtype and sigma_rows.dtype == dtype
-    np.testing.assert_allclose(mu_rows, mu, **ROW_TOLERANCES[dtype])
-    np.testing.assert_allclose(sigma_rows, sigma, **ROW_TOLERANCES[dtype])
+def test_forward_rows_matches_the_numpy_reference(dtype):
+    model = two_part_model(dtype)
+    x = np.random.default_rng(0).normal(size=(11, 6)).astype(dtype)
+    h, out = np.empty((11, 8), dtype), np.empty((11, 3), dtype)
+    forward_rows(model.params, *model.part_layout("trunk"), x, h)
+    forward_rows(model.params, *model.part_layout("head"), h, out)
+    params, table = model.params.astype(np.float64), model.layers
+    reference = mlp_forward(params, table[table["part"] == "trunk"], x.astype(np.float64))
+    np.testing.assert_allclose(h, reference, **TOLERANCES[dtype])
+    reference = mlp_forward(params, table[table["part"] == "head"], reference)
+    np.testing.assert_allclose(out, reference, **TOLERANCES[dtype])

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import kink_free_rows, spread_indices
 
+from npppo import presets
+from npppo.config import SIGMA_MODES
 from npppo.critic import Critic
-from npppo.distributions import log_prob
-from npppo.gradcheck import gradcheck
+from npppo.inference import gaussian_log_prob
 from npppo.losses import (
     actor_loss_and_grad,
     clipped_surrogate_grad,
@@ -17,45 +19,15 @@ from npppo.policy import GaussianPolicy
 CLIP = 0.2
 
 
-def preactivations(model, forward, obs):
-    forward(obs)
-    return [layer._buffer(obs.shape[0])[0] for part in model.parts for layer in part.layers
-            if layer.activation.name == "relu"]
-
-
-def away_from_kinks(model, forward, obs, margin=1e-3):
-    """The rows of obs at which no ReLU pre-activation lies within ``margin`` of its kink at 0."""
-    keep = np.ones(obs.shape[0], bool)
-    for pre in preactivations(model, forward, obs):
-        keep &= np.min(np.abs(pre), axis=1) > margin
-    return obs[keep]
-
-
-def min_abs_preactivation(model, forward, obs) -> float:
-    return min((float(np.min(np.abs(pre))) for pre in preactivations(model, forward, obs)), default=np.inf)
-
-
-def spread_indices(model, per_tensor=12, seed=0):
-    """Some flat indices from every weight and bias, so that each layer is checked."""
+def actor_problem(config, seed=0, ratios=None):
+    """A float64 policy (obs_dim 5, action_dim 2) with actions sampled from it and chosen probability ratios."""
     rng = np.random.default_rng(seed)
-    indices = []
-    base = model.params.__array_interface__["data"][0]
-    for view in model.named_params().values():
-        start = (view.__array_interface__["data"][0] - base) // view.itemsize
-        indices.extend(start + rng.choice(view.size, size=min(per_tensor, view.size), replace=False))
-    return np.array(sorted(indices))
-
-
-def actor_problem(sigma_mode="softplus", mu_activation="identity", seed=0, ratios=None):
-    """A float64 seed-shaped policy with actions sampled from it and chosen probability ratios."""
-    rng = np.random.default_rng(seed)
-    policy = GaussianPolicy(5, 2, sigma_mode=sigma_mode, mu_activation=mu_activation, sigma_min=0.3,
-                            rng=np.random.default_rng(seed + 1))
-    obs = away_from_kinks(policy, policy.forward, rng.normal(size=(4 * len(ratios), 5)))[: len(ratios)]
+    policy = GaussianPolicy(5, 2, config, np.random.default_rng(seed + 1))
+    obs = kink_free_rows(policy, policy.forward, rng.normal(size=(10 * len(ratios), 5)), len(ratios))
     mu, sigma = policy.distribution(obs)
     actions = mu + sigma * rng.normal(size=mu.shape)
     # old log-probs that put each ratio r = π/π_old at the chosen value
-    old_log_prob = log_prob(actions, mu, sigma) - np.log(ratios)
+    old_log_prob = gaussian_log_prob(actions, mu, sigma) - np.log(ratios)
     advantages = np.where(np.arange(len(ratios)) % 2 == 0, 1.0, -1.0) * rng.uniform(0.5, 2.0, len(ratios))
     return policy, obs, actions, old_log_prob, advantages
 
@@ -64,29 +36,28 @@ def actor_problem(sigma_mode="softplus", mu_activation="identity", seed=0, ratio
 RATIOS = np.array([0.5, 0.6, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.5, 2.0, 0.7, 1.3])
 
 
-@pytest.mark.parametrize("sigma_mode", ["softplus", "relu", "state_independent"])
-def test_actor_loss_gradient_matches_finite_differences(sigma_mode):
-    policy, obs, actions, old_log_prob, advantages = actor_problem(sigma_mode, ratios=RATIOS)
-    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.05)
-    assert min_abs_preactivation(policy, policy.forward, obs) > 1e-3
+def check_actor_gradient(problem, ent_coef, indices_seed, checked_gradient):
+    policy, obs, actions, old_log_prob, advantages = problem
+    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, ent_coef)
 
     def f():
-        return actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.05)[0]
+        return actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, ent_coef)[0]
 
-    result = gradcheck(f, policy.params, grad, indices=spread_indices(policy))
+    indices = spread_indices(policy, np.random.default_rng(indices_seed), per_tensor=12)
+    result = checked_gradient(f, policy.params, grad, indices)
     assert result.max_rel_error < 1e-6, result
 
 
-def test_actor_loss_gradient_of_the_seed_network_with_relu_outputs():
-    policy, obs, actions, old_log_prob, advantages = actor_problem("relu", "relu", seed=3, ratios=RATIOS)
-    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 1.0)
-    assert min_abs_preactivation(policy, policy.forward, obs) > 1e-3
+@pytest.mark.parametrize("sigma_mode", SIGMA_MODES)
+def test_actor_loss_gradient_matches_finite_differences(sigma_mode, tiny_config, checked_gradient):
+    config = tiny_config(sigma_mode=sigma_mode, sigma_min=0.3, dtype="float64")
+    check_actor_gradient(actor_problem(config, ratios=RATIOS), 0.05, 0, checked_gradient)
 
-    def f():
-        return actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 1.0)[0]
 
-    result = gradcheck(f, policy.params, grad, indices=spread_indices(policy, seed=1))
-    assert result.max_rel_error < 1e-6, result
+def test_actor_loss_gradient_of_the_seed_network_with_relu_outputs(checked_gradient):
+    config = presets.get("seed").replace(sigma_min=0.3, dtype="float64")
+    assert (config.mu_activation, config.sigma_mode) == ("relu", "relu")
+    check_actor_gradient(actor_problem(config, seed=3, ratios=RATIOS), 1.0, 1, checked_gradient)
 
 
 def surrogate_grad(ratio, advantage):
@@ -94,7 +65,7 @@ def surrogate_grad(ratio, advantage):
     actions = np.zeros((1, 1))
     mu = np.zeros((1, 1))
     sigma = np.ones((1, 1))
-    logp = float(log_prob(actions, mu, sigma)[0])
+    logp = float(gaussian_log_prob(actions, mu, sigma)[0])
     grad_mu, grad_sigma, stats = np.empty((1, 1)), np.empty((1, 1)), np.zeros(4)
     loss = clipped_surrogate_grad(actions, mu, sigma, np.array([logp - np.log(ratio)]), np.array([advantage]),
                                   CLIP, 0.0, grad_mu, grad_sigma, stats)
@@ -127,27 +98,25 @@ def test_approx_kl_is_zero_when_policies_agree():
     assert stats[3] == pytest.approx(1.0, rel=1e-15)
 
 
-def critic_problem(seed=0, batch=10):
+def critic_problem(config, seed=0, batch=10):
     rng = np.random.default_rng(seed)
-    critic = Critic(6, rng=np.random.default_rng(seed + 1))
-    obs = away_from_kinks(critic, critic.forward, rng.normal(size=(20 * batch, 6)))[:batch]
-    assert obs.shape[0] == batch
+    critic = Critic(6, config, np.random.default_rng(seed + 1))
+    obs = kink_free_rows(critic, critic.forward, rng.normal(size=(20 * batch, 6)), batch)
     targets = rng.normal(size=batch)  # a loss of order 1 keeps round-off small
     return critic, obs, targets
 
 
-def test_critic_loss_gradient_matches_finite_differences():
-    critic, obs, targets = critic_problem()
+def test_critic_loss_gradient_matches_finite_differences(tiny_config, checked_gradient):
+    critic, obs, targets = critic_problem(tiny_config(dtype="float64"))
     loss, grad = critic_loss_and_grad(critic, obs, targets)
-    assert min_abs_preactivation(critic, critic.forward, obs) > 1e-3
     assert loss == pytest.approx(np.mean((critic.value(obs) - targets) ** 2), rel=1e-12)
-    result = gradcheck(lambda: critic_loss_and_grad(critic, obs, targets)[0], critic.params, grad,
-                       indices=spread_indices(critic))
+    result = checked_gradient(lambda: critic_loss_and_grad(critic, obs, targets)[0], critic.params, grad,
+                              spread_indices(critic, np.random.default_rng(0), per_tensor=12))
     assert result.max_rel_error < 1e-6, result
 
 
-def test_clipped_critic_loss_gradient_matches_finite_differences():
-    critic, obs, targets = critic_problem(seed=4)
+def test_clipped_critic_loss_gradient_matches_finite_differences(tiny_config, checked_gradient):
+    critic, obs, targets = critic_problem(tiny_config(dtype="float64"), seed=4)
     values = critic.value(obs)
     # old values on both sides, none within the finite-difference step of the clip edge
     old_values = values + np.where(np.arange(values.size) % 2 == 0, 0.5, -0.05)
@@ -156,15 +125,16 @@ def test_clipped_critic_loss_gradient_matches_finite_differences():
     def f():
         return critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.2)[0]
 
-    result = gradcheck(f, critic.params, grad, indices=spread_indices(critic, seed=2))
+    result = checked_gradient(f, critic.params, grad, spread_indices(critic, np.random.default_rng(2), per_tensor=12))
     assert result.max_rel_error < 1e-6, result
 
 
-def test_loss_functions_return_gradients_shaped_like_params():
-    policy, obs, actions, old_log_prob, advantages = actor_problem(ratios=RATIOS)
+def test_loss_functions_return_gradients_shaped_like_params(tiny_config):
+    config = tiny_config(dtype="float64")
+    policy, obs, actions, old_log_prob, advantages = actor_problem(config, ratios=RATIOS)
     _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.0)
     assert grad.shape == policy.params.shape
-    critic, obs, targets = critic_problem()
+    critic, obs, targets = critic_problem(config)
     _, grad = critic_loss_and_grad(critic, obs, targets)
     assert grad.shape == critic.params.shape
 
@@ -176,7 +146,7 @@ def test_clipped_surrogate_kernel_matches_numpy_reference(dtype):
     mu = rng.normal(size=(n, dims))
     sigma = rng.uniform(0.3, 2.0, size=(n, dims))
     actions = mu + sigma * rng.normal(size=(n, dims))
-    old_log_prob = log_prob(actions, mu, sigma) - np.log(rng.uniform(0.5, 1.6, size=n))
+    old_log_prob = gaussian_log_prob(actions, mu, sigma) - np.log(rng.uniform(0.5, 1.6, size=n))
     advantages = rng.normal(size=n)
     args = [x.astype(dtype) for x in (actions, mu, sigma, old_log_prob, advantages)]
     grad_mu, grad_sigma, stats = np.empty((n, dims), dtype), np.empty((n, dims), dtype), np.zeros(4)

@@ -1,4 +1,5 @@
-"""npppo.threads: the BLAS thread count is set for this process and for child processes."""
+"""npppo.threads: the BLAS thread count is set for this process and for child processes, and learn() uses
+one thread unless the user chose otherwise."""
 
 from __future__ import annotations
 
@@ -34,9 +35,21 @@ def test_set_num_threads_reaches_the_loaded_blas(restore_threads):
     assert get_num_threads() == 2
 
 
-def test_set_num_threads_sets_the_environment_for_child_processes(restore_threads):
+def _child_threads(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """What a fresh Python process prints, one thread count a line; ``env`` replaces the thread variables."""
+    environment = dict(os.environ) if env is None else {
+        **{k: v for k, v in os.environ.items() if k not in ENV_VARS}, **env}
+    result = subprocess.run([sys.executable, "-c", "from npppo.threads import get_num_threads\n" + code],
+                            env=environment, capture_output=True, text=True, check=True, timeout=120)
+    return result.stdout.split()
+
+
+def test_set_num_threads_reaches_child_processes(restore_threads):
+    if os.cpu_count() < 2 or get_num_threads() is None:
+        pytest.skip("one core or no BLAS thread control: a child's default of one thread proves nothing")
+    assert _child_threads("print(get_num_threads())", env={}) != ["1"]  # a child's own default
     set_num_threads(1)
-    assert all(os.environ[name] == "1" for name in ENV_VARS)
+    assert _child_threads("print(get_num_threads())") == ["1"]
 
 
 def test_numba_still_compiles_after_the_thread_count_changes(restore_threads):
@@ -57,19 +70,22 @@ def test_set_num_threads_rejects_a_bad_count(bad):
         set_num_threads(bad)
 
 
-def _threads_after_making_an_agent(env: dict) -> str:
-    code = ("import warnings; warnings.simplefilter('ignore'); from npppo import PPO, presets; "
-            "from npppo.threads import get_num_threads; PPO('Pendulum-v1', presets.get('pendulum')); "
-            "print(get_num_threads())")
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                              "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
-    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
-                            check=True)
-    return result.stdout.strip()
+LEARN_A_LITTLE = """
+import gymnasium as gym
+from npppo import PPO, presets
+config = presets.get("seed").replace(num_envs=1, episodes_per_batch=1, trunk_sizes=[8], head_sizes=[],
+                                     critic_sizes=[8], mu_activation="identity", actor_epochs=1, critic_epochs=1)
+print(get_num_threads())
+agent = PPO(lambda: gym.make("Pendulum-v1", max_episode_steps=10), config)
+print(get_num_threads())
+agent.learn(10)
+print(get_num_threads())
+"""
 
 
-def test_an_agent_uses_one_blas_thread_unless_told_otherwise():
-    if os.cpu_count() < 2:
-        pytest.skip("one core: the default and the override cannot be told apart")
-    assert _threads_after_making_an_agent({}) == "1"
-    assert _threads_after_making_an_agent({"OPENBLAS_NUM_THREADS": "2"}) == "2"
+def test_learn_uses_one_blas_thread_unless_told_otherwise_and_making_an_agent_changes_nothing():
+    if os.cpu_count() < 2 or get_num_threads() is None:
+        pytest.skip("one core or no BLAS thread control: the default and the override cannot be told apart")
+    before, made, learned = _child_threads(LEARN_A_LITTLE, env={})
+    assert before != "1" and made == before and learned == "1"
+    assert _child_threads(LEARN_A_LITTLE, env={"OPENBLAS_NUM_THREADS": "2"})[-1] == "2"

@@ -1,0 +1,51 @@
+"""Critic: its forwards (BLAS and compiled rows) against the NumPy reference (npppo.inference), and its
+backward against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_every_tensor_checked, kink_free_rows, randomise_biases, spread_indices
+
+from npppo.critic import Critic
+from npppo.inference import mlp_forward
+from npppo.nn.layers import ROWS_FORWARD_MAX
+
+TOLERANCES = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
+
+
+@pytest.mark.parametrize("rows", [1, 7, ROWS_FORWARD_MAX + 1])  # the compiled rows, then BLAS
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_value_matches_the_numpy_reference(dtype, rows, tiny_config):
+    critic = Critic(5, tiny_config(critic_activation="elu", elu_alpha=0.6, dtype=dtype), np.random.default_rng(0))
+    randomise_biases(critic, np.random.default_rng(1))
+    assert critic.layers["activation"].tolist() == ["elu", "elu", "identity"]  # a linear output
+    obs = np.random.default_rng(2).normal(size=(rows, 5)).astype(dtype)
+    reference = mlp_forward(critic.params.astype(np.float64), critic.layers, obs.astype(np.float64))[:, 0]
+    for values in (critic.value(obs), critic.value_rows(obs)):
+        assert values.shape == (rows,) and values.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(values, reference, **TOLERANCES[dtype])
+    values = critic.value(obs)
+    critic.value(2.0 * obs)
+    np.testing.assert_allclose(values, reference, **TOLERANCES[dtype])  # a fresh array, not a layer buffer
+
+
+@pytest.mark.parametrize(("hidden_sizes", "subset"), [([8, 7, 6], False), ([100, 100, 100, 80, 40], True)])
+def test_critic_gradients_match_finite_differences(hidden_sizes, subset, tiny_config, checked_gradient):
+    critic = Critic(5, tiny_config(critic_sizes=hidden_sizes, dtype="float64"), np.random.default_rng(0))
+    randomise_biases(critic, np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    obs = kink_free_rows(critic, critic.forward, rng.normal(size=(64, 5)), 8)
+    weights = rng.normal(size=8)
+
+    def loss() -> float:
+        return float(weights @ critic.forward(obs))
+
+    critic.forward(obs)
+    critic.grad[...] = np.nan  # the backward must write every entry
+    critic.backward(weights)
+    grad = critic.grad.copy()
+    indices = spread_indices(critic, np.random.default_rng(3), total=200) if subset else None
+    result = checked_gradient(loss, critic.params, grad, indices)
+    assert result.max_rel_error < 1e-6, result
+    assert_every_tensor_checked(critic, result)
