@@ -58,7 +58,7 @@ def snapshot(agent) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "config": agent.config.to_dict(), "seed": agent.seed, "env_id": agent.env_id,
         "env": _env_record(agent.env_spec),
         "obs_dim": agent.obs_dim, "action_dim": agent.action_dim, "iteration": agent.iteration,
-        "num_timesteps": agent.num_timesteps, "episodes_started": agent.episodes_started,
+        "num_timesteps": agent.num_timesteps, "episodes_started": list(agent.episodes_started),
         "act_rng": agent.act_rng.bit_generator.state,
         "policy": {**agent.policy.facts(), "obs_clip": agent.config.obs_clip if agent.obs_rms else None},
     }
@@ -198,7 +198,7 @@ def load(cls, path: str | Path, env=None):
             agent.obs_rms.count = float(arrays["obs_rms.count"])
         agent.iteration = int(meta["iteration"])
         agent.num_timesteps = int(meta["num_timesteps"])
-        agent.episodes_started = int(meta["episodes_started"])
+        agent.episodes_started = [int(n) for n in meta["episodes_started"]]
         agent.act_rng.bit_generator.state = meta["act_rng"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {exc}") from exc

@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="BLAS threads (default: $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS if set, else 1: "
                             "small networks lose to thread overhead)")
     _env_options(train)
+    train.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
+                       help="rollout worker processes (default: auto = the usable cores, at most the number of "
+                            "environments; 1 = in this process); the result is the same for any N")
+    train.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="where the workers run: local processes (default) or Ray actors (pip install 'npppo[ray]')")
+    train.add_argument("--ray-address", metavar="ADDR",
+                       help="join this Ray cluster (as ray.init(address=...); 'auto' finds a local one); "
+                            "default: start a local Ray")
+    train.add_argument("--max-worker-failures", type=_count, default=3, metavar="N",
+                       help="stop the run after a worker fails N times in a row (default: 3)")
     train.add_argument("--eval-every", type=_count, metavar="N",
                        help="evaluate the deterministic policy every N env steps on a separate environment "
                             "(its own seeds); logged in progress.csv, the best kept as best.npz")
@@ -135,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> int | str:
+    return "auto" if text == "auto" else _count(text)
+
+
 def _env_kwargs(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -159,18 +173,26 @@ def holds_run(folder: Path) -> list[str]:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from npppo.jit import cache_root
     from npppo.threads import requested_threads, set_num_threads
-    from npppo.train import RunOptions, train
 
     set_num_threads(args.threads or requested_threads() or 1)
     agent, out, run = _resume(args) if args.resume is not None else _fresh(args)
+    with agent:  # the workers end with the command, whatever way it ends
+        return _train(agent, out, run, args)
+
+
+def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> int:
+    from npppo.jit import cache_root
+    from npppo.train import RunOptions, train
+
+    agent.set_workers(args.workers, args.backend, args.max_worker_failures, args.ray_address)
     resumed = args.resume is not None
     total = run["total_steps"]
     if agent.num_timesteps >= total:
         raise NpppoError(f"the run in {out} already has {agent.num_timesteps:,} env steps, at or past its target of "
                          f"{total:,}: nothing to do; pass a larger --steps to extend it")
-    print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps"
+    workers = f"{agent.workers} worker{'s' if agent.workers > 1 else ''}" + (" on Ray" if agent.backend == "ray" else "")
+    print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps, {workers}"
           + (f", resumed at iteration {agent.iteration}" if resumed else "") + f" -> {out}/")
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
     if not cache_root().exists():

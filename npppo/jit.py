@@ -49,4 +49,6 @@ _locators = _locators._locator_classes
 if PackageCacheLocator not in _locators:
     _locators.insert(1, PackageCacheLocator)  # after NUMBA_CACHE_DIR's, before the in-tree one
 
-njit = functools.partial(numba.njit, cache=True)
+# nogil: the critic's update runs in a thread beside the actor's (npppo.ppo), and a kernel that
+# held the GIL would make them take turns
+njit = functools.partial(numba.njit, cache=True, nogil=True)

@@ -19,6 +19,8 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +64,11 @@ class PPO:
     """
 
     def __init__(self, env: EnvSpec, config: PPOConfig | None = None, seed: int = 0, *,
-                 workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3) -> None:
+                 workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
+                 ray_address: str | None = None) -> None:
         first = make_env(env)
         self._setup(check_spaces(first), config, seed, env)
-        self.set_workers(workers, backend, max_worker_failures)
+        self.set_workers(workers, backend, max_worker_failures, ray_address)
         if self.config.episodes_per_batch is not None:
             check_time_limit(first)
         self._envs = [first]
@@ -104,8 +107,8 @@ class PPO:
         self.act_rng = np.random.default_rng([self.seed, 0xAC7])
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
         self._backend = None  # the rollout's backend, started at the first collect()
-        self.workers, self.backend, self.max_worker_failures = 1, "local", 3
-        self.episodes_started = 0
+        self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
+        self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
             warnings.warn(
                 f"the mu head ends in ReLU (the seed's design), so the policy mean cannot go below 0, but "
@@ -152,8 +155,10 @@ class PPO:
         """How many environments the run steps: ``config.num_envs``, or 1 for an instance (not copyable)."""
         return 1 if isinstance(self.env_spec, gym.Env) else self.config.num_envs
 
-    def set_workers(self, workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3) -> None:
-        """Choose where the rollout runs (see the class docstring); stops workers already running."""
+    def set_workers(self, workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
+                    ray_address: str | None = None) -> None:
+        """Choose where the rollout runs (see the class docstring); stops workers already running.
+        ``ray_address`` (Ray backend) joins that cluster; without it a local Ray is started."""
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {list(BACKENDS)}")
         if workers == "auto":
@@ -162,11 +167,12 @@ class PPO:
             raise ConfigError(f"workers must be a positive integer or 'auto', got {workers!r}")
         if isinstance(max_worker_failures, bool) or not isinstance(max_worker_failures, int) or max_worker_failures < 1:
             raise ConfigError(f"max_worker_failures must be a positive integer, got {max_worker_failures!r}")
-        workers = min(int(workers), self.num_envs)
         if workers > 1 or backend != "local":
             check_picklable(self.env_spec)
+        workers = min(int(workers), self.num_envs)
         self.close()
         self.workers, self.backend, self.max_worker_failures = workers, backend, max_worker_failures
+        self.ray_address = ray_address
 
     def close(self) -> None:
         """Stop the rollout workers (they start again at the next :meth:`learn`)."""
@@ -291,17 +297,16 @@ class PPO:
         return ent_coef, lr_scale
 
     def collect(self) -> Batch:
-        """Step 1: run π_θold for one batch (whole episodes or a fixed number of steps)."""
-        from npppo.rollout import Collector
-
-        cfg = self.config
-        if self._backend is None:
-            self._backend = Collector(self.envs, self.action_low, self.action_high, self.seed)
-            self._backend.episodes_started = self.episodes_started
-        rng = np.random.default_rng([self.seed, self.iteration, 1])
-        batch = self._backend.collect(lambda obs: self.policy.distribution(self.normalize_obs(obs)),
-                                      self.iteration, rng, cfg.episodes_per_batch, cfg.steps_per_batch)
-        self.episodes_started = self._backend.episodes_started
+        """Step 1: run π_θold for one batch (whole episodes or a fixed number of steps), in this process
+        or on the workers; a failure stops the workers (they start afresh at the next call)."""
+        obs_stats = (self.obs_rms.mean, self.obs_rms.var) if self.obs_rms is not None else None
+        try:
+            backend = self._rollout_backend()
+            batch = backend.collect(self.iteration, self.policy.params, obs_stats)
+        except BaseException:
+            self.close()
+            raise
+        self.episodes_started = backend.episodes_started()
         return batch
 
     def update(self, batch: Batch, total_steps: int, rollout_s: float = 0.0) -> dict[str, Any]:
@@ -310,7 +315,6 @@ class PPO:
         cfg = self.config
         start = time.perf_counter()
         ent_coef, lr_scale = self.schedule(total_steps, batch.steps)
-        shuffle_rng = np.random.default_rng([self.seed, self.iteration, 2])
 
         # 2-3. targets and advantages with V_φold
         obs = self.normalize_obs(batch.obs)
@@ -318,27 +322,37 @@ class PPO:
         actions, old_log_prob, advantages, targets, old_values = (
             x.astype(self.dtype) for x in (batch.actions, batch.log_prob, advantages, returns, values))
 
-        # 4. actor: k1 passes of the clipped surrogate (with an optional early stop on the KL)
-        actor_epoch, actor_norms = [], []
-        for _ in range(cfg.actor_epochs):
-            actor_epoch = []
-            for idx in self._minibatches(batch.steps, shuffle_rng):
-                info = actor_loss_terms(self.policy, _take(obs, idx), _take(actions, idx),
-                                        _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps, ent_coef)
-                actor_norms.append(self._step(("mu", "sigma"), self.policy, info.loss, lr_scale))
-                actor_epoch.append(info)
-            if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
-                break
+        # 4-5. k1 actor passes of the clipped surrogate (mu and sigma optimizers), k2 critic passes of the
+        # squared error (critic optimizer). They share nothing (separate parameters, optimizers and
+        # shuffle streams; targets fixed before either), so with workers > 1 the critic's run in a
+        # second thread beside the actor's: the same results, on two cores
+        actor_rng = np.random.default_rng([self.seed, self.iteration, 2])
+        critic_rng = np.random.default_rng([self.seed, self.iteration, 3])
 
-        # 5. critic: k2 passes of the squared error
-        critic_epoch, critic_norms = [], []
-        for _ in range(cfg.critic_epochs):
-            critic_epoch = []
-            for idx in self._minibatches(batch.steps, shuffle_rng):
-                loss = critic_loss_terms(self.critic, _take(obs, idx), _take(targets, idx),
-                                         _take(old_values, idx), cfg.value_clip)
-                critic_norms.append(self._step(("critic",), self.critic, loss, lr_scale))
-                critic_epoch.append(loss)
+        def critic_passes() -> tuple[list, list]:
+            critic_epoch, critic_norms = [], []
+            for _ in range(cfg.critic_epochs):
+                critic_epoch = []
+                for idx in self._minibatches(batch.steps, critic_rng):
+                    loss = critic_loss_terms(self.critic, _take(obs, idx), _take(targets, idx),
+                                             _take(old_values, idx), cfg.value_clip)
+                    critic_norms.append(self._step(("critic",), self.critic, loss, lr_scale))
+                    critic_epoch.append(loss)
+            return critic_epoch, critic_norms
+
+        with ThreadPoolExecutor(1) if self.workers > 1 else nullcontext() as pool:
+            critic_result = pool.submit(critic_passes) if pool is not None else None
+            actor_epoch, actor_norms = [], []
+            for _ in range(cfg.actor_epochs):
+                actor_epoch = []
+                for idx in self._minibatches(batch.steps, actor_rng):
+                    info = actor_loss_terms(self.policy, _take(obs, idx), _take(actions, idx),
+                                            _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps, ent_coef)
+                    actor_norms.append(self._step(("mu", "sigma"), self.policy, info.loss, lr_scale))
+                    actor_epoch.append(info)
+                if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
+                    break
+            critic_epoch, critic_norms = critic_result.result() if critic_result is not None else critic_passes()
 
         # 6. θold ← θ, φold ← φ: the next rollout and targets use the networks as they are now
         if self.obs_rms is not None:

@@ -59,7 +59,8 @@ def tiny_config(tmp_path):
 
 
 def train(tiny_config, out, *extra: str) -> int:
-    return main(["train", "--env", ENV_ID, "--config", tiny_config, "--out", str(out), *extra])
+    # one worker: the test environment is registered in this process only (worker processes would not see it)
+    return main(["train", "--env", ENV_ID, "--config", tiny_config, "--out", str(out), "--workers", "1", *extra])
 
 
 def test_train_writes_progress_config_and_checkpoints(tmp_path, tiny_config, capsys):
@@ -97,7 +98,7 @@ def test_each_preset_has_a_default_step_count(preset, steps):
 def test_resume_with_more_steps_extends_a_finished_run(tmp_path, tiny_config, capsys):
     out = tmp_path / "run"
     assert train(tiny_config, out, "--steps", "80") == 0
-    assert main(["train", "--resume", str(out), "--steps", "160"]) == 0
+    assert main(["train", "--resume", str(out), "--steps", "160", "--workers", "1"]) == 0
     assert "resumed at iteration 2" in capsys.readouterr().out
     rows, _ = read_progress(out / "progress.csv")
     assert [int(row["iteration"]) for row in rows] == [1, 2, 3, 4]
@@ -116,11 +117,12 @@ def test_ctrl_c_saves_the_last_iteration_and_resume_finishes_the_run_exactly(tmp
     iterations = 40
     total = str(iterations * STEPS_PER_ITERATION)
     script = tmp_path / "train_slowly.py"
-    script.write_text("SLEEP = 0.002\n" + REGISTER + "import sys\nfrom npppo.cli import main\nsys.exit(main())\n")
+    script.write_text("SLEEP = 0.002\n" + REGISTER + "import sys\nfrom npppo.cli import main\n"
+                      "if __name__ == '__main__':\n    sys.exit(main())\n")
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(
         [sys.executable, str(script), "train", "--env", ENV_ID, "--config", tiny_config, "--out", str(interrupted),
-         "--steps", total, "--checkpoint-every", "1000", "--seed", "7"],
+         "--steps", total, "--checkpoint-every", "1000", "--seed", "7", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     progress = interrupted / "progress.csv"
@@ -137,7 +139,7 @@ def test_ctrl_c_saves_the_last_iteration_and_resume_finishes_the_run_exactly(tmp
     rows, _ = read_progress(progress)
     assert 3 <= meta["iteration"] < iterations and len(rows) - meta["iteration"] in (0, 1)
 
-    assert main(["train", "--resume", str(interrupted)]) == 0
+    assert main(["train", "--resume", str(interrupted), "--workers", "1"]) == 0
     straight = tmp_path / "straight"
     assert train(tiny_config, straight, "--steps", total, "--seed", "7") == 0
     resumed_model, _ = read_checkpoint(interrupted / "model.npz")

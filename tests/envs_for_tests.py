@@ -1,0 +1,42 @@
+"""Environments for the worker and command-line tests, registered on import (so ``envs_for_tests:Id``
+works from the command line and in worker processes, as a user's own module would)."""
+
+import os
+import time
+
+import gymnasium as gym
+
+
+class Failing(gym.Wrapper):
+    """Pendulum that raises in ``step`` after ``fail_after`` steps of an episode (a user's bug)."""
+
+    def __init__(self, env, fail_after: int) -> None:
+        super().__init__(env)
+        self.fail_after, self.steps = fail_after, 0
+
+    def reset(self, **kwargs):
+        self.steps = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > self.fail_after:
+            raise RuntimeError("the simulator fell over")
+        return self.env.step(action)
+
+
+class Slow(gym.Wrapper):
+    """Pendulum slowed down by ``$NPPPO_TEST_SLEEP`` seconds a step (so a test can interrupt a run)."""
+
+    def step(self, action):
+        time.sleep(float(os.environ.get("NPPPO_TEST_SLEEP", "0")))
+        return self.env.step(action)
+
+
+def short_pendulum(steps: int = 20) -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=steps)
+
+
+if "FailingPendulum-v0" not in gym.registry:
+    gym.register("FailingPendulum-v0", entry_point=lambda fail_after=5: Failing(short_pendulum(), fail_after))
+    gym.register("SlowPendulum-v0", entry_point=lambda: Slow(short_pendulum()))

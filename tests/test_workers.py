@@ -1,0 +1,152 @@
+"""Rollout workers: the same bits for any worker count, and no worker outliving its run (close,
+`with`, a CLI run, Ctrl-C, a failed run), a killed worker replaced without changing the result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import envs_for_tests
+import numpy as np
+import pytest
+
+from npppo import PPO, EnvError, WorkerError
+from npppo.envs import EnvFactory
+
+HERE = Path(__file__).parent
+
+
+def processes_tagged(tag: str) -> list[int]:
+    """The live processes that inherited the environment variable NPPPO_TEST_TAG=tag."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"NPPPO_TEST_TAG={tag}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def worker_pids(agent: PPO) -> list[int]:
+    return [process.pid for process, _ in agent._backend.workers]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def train(config, workers: int, steps: int, env=None, callback=None) -> PPO:
+    agent = PPO(env or EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=5, workers=workers)
+    with agent:
+        agent.learn(steps, callback=callback)
+    return agent
+
+
+@pytest.mark.parametrize("changes", [
+    {},  # whole episodes, full batch, n-step returns (the seed's shape)
+    {"episodes_per_batch": None, "steps_per_batch": 300, "num_envs": 3, "batch_size": 64, "advantage": "gae",
+     "normalize_obs": True, "optimizer": "adam"},  # fixed-step batches, minibatches, observation statistics
+])
+def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes):
+    config = tiny_config(**{"num_envs": 3, "episodes_per_batch": 5, **changes})
+    runs = [train(config, workers, 900) for workers in (1, 2, 3)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.policy.params, runs[0].policy.params)
+        np.testing.assert_array_equal(other.critic.params, runs[0].critic.params)
+        assert [m["return_mean"] for m in other.history] == [m["return_mean"] for m in runs[0].history]
+        assert other.episodes_started == runs[0].episodes_started
+
+
+def test_workers_start_at_learn_and_end_at_close(tiny_config):
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), tiny_config(), seed=0, workers=2)
+    assert agent._backend is None  # nothing started by the constructor
+    agent.learn(100)
+    pids = worker_pids(agent)
+    assert len(pids) == 2 and all(map(alive, pids))
+    agent.learn(200)
+    assert worker_pids(agent) == pids  # started once per run, not per iteration
+    agent.close()
+    assert not any(map(alive, pids))
+    with PPO("Pendulum-v1", tiny_config(), seed=0, workers=2) as agent:
+        agent.learn(400)
+        pids = worker_pids(agent)
+    assert not any(map(alive, pids))
+
+
+def test_a_killed_worker_is_replaced_and_the_result_does_not_change(tiny_config, capsys):
+    config = tiny_config(num_envs=2, episodes_per_batch=4)
+    straight = train(config, 2, 800)
+
+    def kill_once(agent, metrics):
+        if metrics["iteration"] == 2:
+            os.kill(worker_pids(agent)[1], signal.SIGKILL)
+
+    killed = train(config, 2, 800, callback=kill_once)
+    np.testing.assert_array_equal(killed.policy.params, straight.policy.params)
+    np.testing.assert_array_equal(killed.critic.params, straight.critic.params)
+    assert "worker 1" in capsys.readouterr().err
+
+
+def test_an_environment_that_keeps_raising_stops_the_run_with_its_traceback(tiny_config):
+    tag = uuid.uuid4().hex
+    os.environ["NPPPO_TEST_TAG"] = tag
+    try:
+        agent = PPO("envs_for_tests:FailingPendulum-v0", tiny_config(), seed=0, workers=2, max_worker_failures=2)
+        with pytest.raises(WorkerError, match=r"failed 2 times.*RuntimeError: the simulator fell over(.|\n)*Traceback"):
+            agent.learn(100)
+    finally:
+        del os.environ["NPPPO_TEST_TAG"]
+    time.sleep(0.5)
+    assert processes_tagged(tag) == []
+
+
+def test_environments_workers_cannot_copy_get_one_line_errors(tiny_config):
+    with pytest.raises(EnvError, match="not an instance"):
+        PPO(envs_for_tests.short_pendulum(), tiny_config(), workers=2)
+    with pytest.raises(EnvError, match="must be picklable"):
+        PPO(lambda: envs_for_tests.short_pendulum(), tiny_config(), workers=2)
+
+
+def test_auto_workers_is_the_usable_cores_at_most_the_environments(tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(num_envs=1, episodes_per_batch=1), workers="auto")
+    assert agent.workers == 1
+    agent = PPO("Pendulum-v1", tiny_config(num_envs=64, episodes_per_batch=64), workers="auto")
+    assert agent.workers == min(len(os.sched_getaffinity(0)), 64)
+
+
+def _cli(tag: str, *args: str, sleep: float = 0.0) -> subprocess.Popen:
+    env = {**os.environ, "NPPPO_TEST_TAG": tag, "NPPPO_TEST_SLEEP": str(sleep)}
+    return subprocess.Popen([sys.executable, "-m", "npppo.cli", "train", *args], cwd=HERE, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_no_worker_outlives_a_cli_run_a_failed_run_or_ctrl_c(tmp_path):
+    common = ["--preset", "pendulum", "--workers", "2", "--steps", "400"]
+    tag = uuid.uuid4().hex
+    done = _cli(tag, "--env", "envs_for_tests:SlowPendulum-v0", "--out", str(tmp_path / "a"), *common)
+    assert done.wait(timeout=120) == 0, done.communicate()
+    failed = _cli(tag, "--env", "envs_for_tests:FailingPendulum-v0", "--out", str(tmp_path / "b"), *common)
+    assert failed.wait(timeout=120) == 1
+    assert "the simulator fell over" in failed.communicate()[1]
+    slow = _cli(tag, "--env", "envs_for_tests:SlowPendulum-v0", "--out", str(tmp_path / "c"), *common[:-1],
+                "100000", sleep=0.002)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "c" / "progress.csv").exists():
+        assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()
+        time.sleep(0.05)
+    slow.send_signal(signal.SIGINT)
+    assert slow.wait(timeout=60) == 130
+    assert "saved iteration" in slow.communicate()[1]
+    time.sleep(0.5)
+    assert processes_tagged(tag) == []
