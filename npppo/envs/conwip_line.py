@@ -31,11 +31,10 @@ SERVICE_MAX = 20.0  # processing time ~ Uniform(0, 20) on each machine
 MAX_CAP = 100
 CHUNK = 512  # random numbers drawn per chunk, until they cover the horizon
 
-# counters (int64) and clocks (float64) of one line
+# counters (int64) and clocks (float64) of one line; DONE_BEFORE counts the exits before t = 120,
+# which the decision phase's throughput, lead and flow times leave out
 ARRIVED, RELEASED, M1_STARTED, M1_DONE, M2_STARTED, DONE, DONE_BEFORE = range(7)
 TIME, M1_END, M2_END, SUM_LEAD, SUM_FLOW = range(5)
-# what one epoch produced (float64), filled by _simulate_epoch
-PARTS, WIP_AREA = range(2)
 
 
 @njit(cache=True)
@@ -216,6 +215,8 @@ class ConwipLineEnv(gym.Env):
     epoch); ``throughput`` (parts per time unit since t = 120); ``lead_time`` (order arrival → exit)
     and ``flow_time`` (release → exit), means over the parts completed since t = 120 (NaN before the
     first); ``order_queue`` (orders waiting); in twin mode also ``twin_parts`` and ``twin_wip``.
+    ``reset`` returns the last warm-up cap and the order queue. :meth:`line_state` tells where every
+    part is (for tests and inspection).
 
     Random numbers: ``reset(seed=...)`` seeds four independent streams (arrivals, machine-1 times,
     machine-2 times, warm-up caps) from the environment's generator.
@@ -274,12 +275,12 @@ class ConwipLineEnv(gym.Env):
         wip = area / EPOCH
         self._steps += 1
         counts, clocks = line.counts, line.clocks
-        measured = counts[DONE] - counts[DONE_BEFORE]
+        measured = int(counts[DONE] - counts[DONE_BEFORE])
         info = {
             "cap": cap, "parts": parts, "wip": wip,
-            "throughput": measured / (clocks[TIME] - WARMUP_END),
-            "lead_time": clocks[SUM_LEAD] / measured if measured else np.nan,
-            "flow_time": clocks[SUM_FLOW] / measured if measured else np.nan,
+            "throughput": measured / float(clocks[TIME] - WARMUP_END),
+            "lead_time": float(clocks[SUM_LEAD]) / measured if measured else np.nan,
+            "flow_time": float(clocks[SUM_FLOW]) / measured if measured else np.nan,
             "order_queue": self._order_queue(line),
         }
         if self._twin is None:
@@ -300,7 +301,7 @@ class ConwipLineEnv(gym.Env):
     def _order_queue(line: _Line) -> int:
         return int(line.counts[ARRIVED] - line.counts[RELEASED])
 
-    def line_state(self) -> dict[str, float]:
+    def line_state(self) -> dict[str, int | float]:
         """Where every part is right now (counts since t = 0), for tests and inspection."""
         if self._line is None:
             raise RuntimeError("ConwipLine: call reset() first")
