@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from numba import njit
+
+from npppo.jit import njit
 
 EPOCH = 30.0  # time units between decisions
 SAMPLE_EVERY = 5.0  # WIP and machine states are sampled at t + 5, ..., t + 30
@@ -37,7 +38,7 @@ ARRIVED, RELEASED, M1_STARTED, M1_DONE, M2_STARTED, DONE, DONE_BEFORE = range(7)
 TIME, M1_END, M2_END, SUM_LEAD, SUM_FLOW = range(5)
 
 
-@njit(cache=True)
+@njit
 def _simulate_epoch(arrival_times, gaps, m1_times, m2_times, release_times, counts, clocks, cap, measure_from,
                     obs):
     """Run one line for EPOCH time units under ``cap``; update ``counts``, ``clocks`` and ``obs`` in place.
