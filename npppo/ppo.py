@@ -169,6 +169,10 @@ class PPO:
             raise ConfigError(f"max_worker_failures must be a positive integer, got {max_worker_failures!r}")
         if workers > 1 or backend != "local":
             check_picklable(self.env_spec)
+        if backend == "ray":
+            from npppo.backends.ray import import_ray
+
+            import_ray()  # without the extra: one line saying how to install it, before any work
         workers = min(int(workers), self.num_envs)
         self.close()
         self.workers, self.backend, self.max_worker_failures = workers, backend, max_worker_failures
@@ -195,11 +199,16 @@ class PPO:
                                   self.config.obs_clip if self.obs_rms is not None else None)
                 sampler.episodes_started[:] = self.episodes_started
                 self._backend = InProcess(sampler, self.config)
-            else:
+            elif self.backend == "local":
                 from npppo.backends.local import LocalWorkers
 
                 self._backend = LocalWorkers(self.env_spec, self.config, spaces, self.seed, slices,
                                              self.episodes_started, self.max_worker_failures)
+            else:
+                from npppo.backends.ray import RayWorkers
+
+                self._backend = RayWorkers(self.env_spec, self.config, spaces, self.seed, slices,
+                                           self.episodes_started, self.max_worker_failures, self.ray_address)
         return self._backend
 
     # ------------------------------------------------------------------ acting
