@@ -61,7 +61,7 @@ def test_a_killed_actor_costs_one_recollected_part_and_no_change(ray_session, ti
 
 def test_an_environment_that_keeps_raising_stops_the_run(ray_session, tiny_config):
     agent = PPO("envs_for_tests:FailingPendulum-v0", tiny_config(), workers=2, backend="ray", max_worker_failures=2)
-    with pytest.raises(WorkerError, match="failed 2 times.*the simulator fell over"), agent:
+    with pytest.raises(WorkerError, match=r"failed 2 times.*the simulator fell over"), agent:
         agent.learn(100)
 
 
