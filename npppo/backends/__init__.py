@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 
 import numpy as np
 
 from npppo.config import PPOConfig
-from npppo.errors import EnvError
+from npppo.errors import EnvError, WorkerError
 from npppo.sampler import Batch, Sampler
 
 BACKENDS = ("local", "ray")
@@ -57,6 +58,18 @@ def split_work(config: PPOConfig, slices: list[list[int]]) -> list[list[int]]:
         return [list(map(int, part)) for part in np.array_split(np.arange(config.episodes_per_batch), len(slices))]
     steps = steps_per_env(config, sum(len(s) for s in slices))
     return [[steps[e] for e in env_ids] for env_ids in slices]
+
+
+def count_failure(w: int, failures: int, max_failures: int, reason: str) -> int:
+    """One more failure of worker w: WorkerError at ``max_failures`` in a row, else a line saying it is
+    replaced and its part collected again. Returns the new count."""
+    failures += 1
+    if failures >= max_failures:
+        raise WorkerError(f"rollout worker {w} failed {failures} times in a row (max_worker_failures="
+                          f"{max_failures}); the last failure: {reason}")
+    print(f"npppo: {reason.splitlines()[0]}; restarting it and collecting its part again ({failures}/{max_failures})",
+          file=sys.stderr)
+    return failures
 
 
 def collect(sampler: Sampler, config: PPOConfig, iteration: int, work: list[int], obs_stats) -> Batch:

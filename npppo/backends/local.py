@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import sys
 import traceback
 from typing import Any
 
 import numpy as np
 
-from npppo.backends import collect, make_sampler, split_work
+from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
-from npppo.errors import EnvError, WorkerError
+from npppo.errors import EnvError
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -140,12 +139,7 @@ class LocalWorkers:
                 if own_check:  # npppo's own finding (a NaN observation): the same again on a retry
                     raise EnvError(text)
                 payload = f"the environment in worker {w} raised {name}: {text}\n{trace}"
-            failures += 1
-            if failures >= self.max_failures:
-                raise WorkerError(f"rollout worker {w} failed {failures} times in a row (max_worker_failures="
-                                  f"{self.max_failures}); the last failure: {payload}")
-            print(f"npppo: {payload.splitlines()[0]}; restarting it and collecting its part again "
-                  f"({failures}/{self.max_failures})", file=sys.stderr)
+            failures = count_failure(w, failures, self.max_failures, payload)
             self._stop(w)
             self._start(w)
             self._receive(w, None)  # "ready"

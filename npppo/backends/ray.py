@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npppo.backends import collect, make_sampler, split_work
+from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
-from npppo.errors import EnvError, NpppoError, WorkerError
+from npppo.errors import EnvError, NpppoError
 from npppo.sampler import Batch
 
 INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
@@ -142,12 +142,7 @@ class RayWorkers:
                     reason = f"the environment in worker {w} raised {type(cause).__name__}: {cause}\n{exc}"
                 except ray.exceptions.RayActorError as exc:
                     reason = f"worker {w} (a Ray actor) was lost: {type(exc).__name__}"
-                failures += 1
-                if failures >= self.max_failures:
-                    raise WorkerError(f"rollout worker {w} failed {failures} times in a row (max_worker_failures="
-                                      f"{self.max_failures}); the last failure: {reason}")
-                print(f"npppo: {reason.splitlines()[0]}; restarting it and collecting its part again "
-                      f"({failures}/{self.max_failures})", file=sys.stderr)
+                failures = count_failure(w, failures, self.max_failures, reason)
                 ray.kill(self.actors[w], no_restart=True)
                 self.actors[w] = self._start(w)
                 ray.get(self.actors[w].ready.remote())
