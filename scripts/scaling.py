@@ -119,6 +119,29 @@ def measure(preset: str, env: str, iterations: int, with_ray: bool) -> dict:
     return result
 
 
+def update_variants(preset: str, env: str, iterations: int) -> dict[str, float]:
+    """Median update seconds of: one core; the critic in a thread beside the actor; and that plus the
+    actor's gradient in row blocks side by side (what workers > 1 does)."""
+    from npppo import losses
+
+    warnings.simplefilter("ignore")
+    variants = {}
+    for name, workers, block_rows in [("serial", 1, losses.ACTOR_BLOCK_ROWS),
+                                      ("critic_thread", 2, 10**9),
+                                      ("critic_thread_and_actor_blocks", 2, losses.ACTOR_BLOCK_ROWS)]:
+        original, losses.ACTOR_BLOCK_ROWS = losses.ACTOR_BLOCK_ROWS, block_rows
+        import npppo.ppo
+
+        npppo.ppo.ACTOR_BLOCK_ROWS = block_rows
+        try:
+            with PPO(env, presets.get(preset), seed=0, workers=workers) as agent:
+                agent.learn(1)
+                variants[name] = _median(agent.train_iteration(10**12)["update_s"] for _ in range(iterations))
+        finally:
+            losses.ACTOR_BLOCK_ROWS = npppo.ppo.ACTOR_BLOCK_ROWS = original
+    return variants
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="seed")
@@ -129,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     env = args.env or presets.load(args.preset)[1]["env"]
     result = measure(args.preset, env, args.iterations, args.ray)
+    result["update_variants_s"] = update_variants(args.preset, env, args.iterations)
+    print("update phase (s): " + ", ".join(f"{k} {v:.3f}" for k, v in result["update_variants_s"].items()))
     for name, run in result["runs"].items():
         print(f"{name:8s} start-up {run['startup_s']:6.2f} s  rollout {run['rollout_s']:.3f} s  update "
               f"{run['update_s']:.3f} s  training {run['train_steps_per_s']:,.0f} env steps/s")
