@@ -98,3 +98,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
             f"gradient checks: {len(_worst)} run, worst error {error:.3g} ({nodeid}); "
             f"worst relative error where |grad| >= 1e-3: {relative:.3g}"
         )
+
+
+@pytest.fixture
+def obs_statistics():
+    """``obs_statistics(agent) -> (mean, var)`` of the agent's observation normalisation: the one
+    place the tests read ``agent.obs_rms``, which is not among the agent's stable names."""
+
+    def read(agent):
+        return agent.obs_rms.mean, agent.obs_rms.var
+
+    return read
