@@ -11,6 +11,7 @@ import pytest
 from npppo import PPO, CheckpointError, presets
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
 from npppo.nn.layers import LAYER_DTYPE
+from npppo.sampler import FIXED, episode_seed
 
 TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
             mu_activation="identity", sigma_mode="state_independent", normalize_obs=True)
@@ -30,16 +31,6 @@ def agent():
 @pytest.fixture
 def saved(agent, tmp_path):
     return agent.save(tmp_path / "checkpoint.npz")
-
-
-def test_save_and_load_restore_every_array_and_counter(agent, saved):
-    loaded = PPO.load(saved)
-    for name, array in snapshot(agent)[0].items():
-        assert np.array_equal(snapshot(loaded)[0][name], array), name
-    assert (loaded.iteration, loaded.num_timesteps, loaded.seed) == (agent.iteration, agent.num_timesteps, 2)
-    assert loaded.config == agent.config
-    obs = np.array([0.1, 0.2, 0.3])
-    assert np.array_equal(loaded.act(obs), agent.act(obs))
 
 
 def test_a_checkpoint_is_plain_arrays_and_json(saved):
@@ -146,3 +137,100 @@ def test_a_missing_file_is_named(tmp_path):
 def test_an_environment_of_other_sizes_is_refused_with_both_shapes(saved):
     with pytest.raises(CheckpointError, match=r"observation shape \(3,\).*observation shape \(2,\)"):
         PPO.load(saved, env="MountainCarContinuous-v0")
+
+
+# ---------------------------------------------------------------- completeness: values, not just loading
+
+
+def trained(changes, seed=5):
+    config = presets.get("pendulum").replace(**{**TINY, "dtype": "float64", **changes})
+    agent = PPO(short_pendulum, config, seed=seed)
+    agent.learn(120)
+    return agent
+
+
+FULL_STATE = [
+    dict(optimizer="adam", batch_size=16, lr_schedule="linear"),  # minibatches: the iteration seeds the shuffle
+    dict(optimizer="sgd", momentum=0.7, normalize_obs=False, sigma_mode="softplus"),
+    dict(episodes_per_batch=None, steps_per_batch=45, optimizer="adam"),  # fixed-step batches
+]
+
+
+@pytest.mark.parametrize("changes", FULL_STATE, ids=["adam-minibatch", "sgd", "fixed-steps"])
+def test_every_state_array_and_counter_round_trips_by_value(tmp_path, changes):
+    agent = trained(changes)
+    loaded = PPO.load(agent.save(tmp_path / "c.npz"), env=short_pendulum)
+    (original, meta), (restored, restored_meta) = snapshot(agent), snapshot(loaded)
+    assert sorted(original) == sorted(restored)
+    for name, array in original.items():
+        assert restored[name].dtype == array.dtype, name
+        np.testing.assert_array_equal(restored[name], array, err_msg=name)
+    assert restored_meta == meta  # counters, episodes begun per environment, the acting RNG, the config
+    assert (loaded.iteration, loaded.num_timesteps, loaded.seed) == (agent.iteration, agent.num_timesteps, 5)
+    assert loaded.config == agent.config
+    obs = np.array([0.1, 0.2, 0.3])
+    assert np.array_equal(loaded.act(obs), agent.act(obs))
+
+
+@pytest.mark.parametrize("changes", FULL_STATE, ids=["adam-minibatch", "sgd", "fixed-steps"])
+def test_a_loaded_agent_updates_on_a_batch_exactly_as_the_original(tmp_path, changes):
+    """Whatever the update reads (optimizer buffers and step counts, observation statistics, the
+    iteration and step counters of the schedules and the shuffle) must have been saved."""
+    agent = trained(changes)
+    loaded = PPO.load(agent.save(tmp_path / "c.npz"), env=short_pendulum)
+    batch = agent.collect()
+    expected = agent.update(batch, 400)
+    metrics = loaded.update(batch, 400)
+    np.testing.assert_array_equal(loaded.policy.params, agent.policy.params)
+    np.testing.assert_array_equal(loaded.critic.params, agent.critic.params)
+    for key in ("ent_coef", "lr_scale", "steps", "actor_loss", "critic_loss", "iteration"):
+        assert metrics[key] == expected[key], key
+    for name, array in snapshot(agent)[0].items():
+        np.testing.assert_array_equal(snapshot(loaded)[0][name], array, err_msg=name)
+
+
+def test_the_acting_rng_continues_after_stochastic_actions(agent, tmp_path):
+    obs = np.array([[0.1, 0.2, 0.3], [-0.5, 0.4, 2.0]])
+    for _ in range(3):  # move the acting RNG away from its initial state before saving
+        agent.act(obs, deterministic=False)
+    loaded = PPO.load(agent.save(tmp_path / "c.npz"))
+    fresh = PPO.load(tmp_path / "c.npz")
+    for _ in range(2):
+        np.testing.assert_array_equal(loaded.act(obs, deterministic=False), agent.act(obs, deterministic=False))
+    # the saved state is not the initial one: a test without the calls above would pass by accident
+    initial = PPO(short_pendulum, agent.config, seed=2)
+    assert not np.array_equal(fresh.act(obs, deterministic=False), initial.act(obs, deterministic=False))
+
+
+def test_fixed_step_batches_resume_with_new_episode_seeds(tmp_path):
+    """The episodes begun per environment are saved, so a resumed fixed-step run resets each
+    environment to its next episode's seed rather than replaying the first ones (the running
+    episodes themselves cannot be saved)."""
+    agent = trained(dict(episodes_per_batch=None, steps_per_batch=45))
+    first = PPO(short_pendulum, agent.config, seed=5).collect()
+    loaded = PPO.load(agent.save(tmp_path / "c.npz"), env=short_pendulum)
+    started = list(agent.episodes_started)
+    resumed = loaded.collect()
+    assert not any(np.array_equal(resumed.obs[0], obs) for obs in first.obs)
+    starts = [0, *(resumed.end_steps[:-1] + 1)]  # each environment's first row (no episode ends in 23 steps)
+    assert resumed.end_steps.size == 2 and resumed.episode_returns.size == 0
+    for e, row in enumerate(starts):
+        obs, _ = short_pendulum().reset(seed=episode_seed(5, FIXED, e, started[e]))
+        np.testing.assert_array_equal(resumed.obs[row], obs)
+    assert loaded.episodes_started == [n + 1 for n in started]
+
+
+def test_saving_a_loaded_agent_again_keeps_its_metadata(tmp_path):
+    """A loaded agent that has not collected yet still saves the episodes begun per environment
+    (this was a strict xfail on the wiring-tests branch: the count was reported as 0)."""
+    agent = trained(dict(episodes_per_batch=None, steps_per_batch=45))
+    loaded = PPO.load(agent.save(tmp_path / "a.npz"))
+    again = PPO.load(loaded.save(tmp_path / "b.npz"))
+    assert snapshot(again)[1] == snapshot(agent)[1]
+    assert sum(snapshot(again)[1]["episodes_started"]) > 0
+
+
+def test_saving_makes_missing_folders(agent, tmp_path):
+    path = agent.save(tmp_path / "runs" / "a" / "model.npz")
+    assert path == tmp_path / "runs" / "a" / "model.npz"
+    np.testing.assert_array_equal(PPO.load(path).policy.params, agent.policy.params)
