@@ -58,42 +58,11 @@ def test_json_round_trip(tmp_path):
     assert PPOConfig.from_json(cfg.to_json()) == cfg
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("mu_lr", -1e-3, "'mu_lr' = -0.001"),
-        ("clip_eps", 1.5, "'clip_eps' = 1.5"),
-        ("clip_eps", 0.0, "(0.0, 1.0)"),
-        ("gamma", 0.0, "'gamma'"),
-        ("gamma", 1.01, "'gamma'"),
-        ("actor_epochs", 0, "'actor_epochs' = 0"),
-        ("trunk_sizes", [], "'trunk_sizes'"),
-        ("critic_sizes", [64, -3], "'critic_sizes'"),
-        ("actor_activation", "swish", "'actor_activation' = 'swish'"),
-        ("optimizer", "rmsprop", "'optimizer'"),
-        ("dtype", "float16", "'dtype'"),
-        ("gamma", "0.9", "'gamma' = '0.9'"),
-        ("batch_size", 0, "'batch_size'"),
-        ("init", "lecun", "'init' = 'lecun'"),
-        ("sigma_mode", "exp", "'sigma_mode' = 'exp'"),
-    ],
-)
-def test_out_of_range_values_name_the_field(field, value, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-        PPOConfig(**{field: value})
-
-
 def test_exactly_one_batch_kind():
     with pytest.raises(ConfigError, match=r"exactly one"):
         PPOConfig(episodes_per_batch=None, steps_per_batch=None)
     with pytest.raises(ConfigError, match=r"exactly one"):
         PPOConfig(episodes_per_batch=4, steps_per_batch=100)
-
-
-def test_a_state_dependent_sigma_needs_a_positive_floor():
-    PPOConfig(sigma_mode="state_independent", sigma_min=0.0)
-    with pytest.raises(ConfigError, match=r"'sigma_min' = 0\.0 .*needs a floor"):
-        PPOConfig(sigma_mode="relu", sigma_min=0.0)
 
 
 def test_unknown_field_is_refused_with_the_closest_name(tmp_path):
@@ -129,3 +98,130 @@ def test_malformed_json_names_the_file(tmp_path):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown preset 'nope'.*seed"):
         presets.get("nope")
+
+
+# every range check of PPOConfig.validate: values just outside (refused) and at or just inside each
+# bound (allowed); field -> (refused, allowed)
+RANGES = {
+    "num_envs": ([0, -1, 2.0, True], [1]),
+    "episodes_per_batch": ([0, 1.5], [1]),
+    "n_step": ([0, -3], [1]),
+    "actor_epochs": ([0], [1]),
+    "critic_epochs": ([0, False], [1]),
+    "batch_size": ([0, -1], [1, None]),
+    "gamma": ([0.0, -0.1, 1.0 + 1e-9, float("nan"), "0.9"], [1e-9, 1.0]),
+    "gae_lambda": ([-1e-9, 1.0 + 1e-9, None], [0.0, 1.0]),
+    "clip_eps": ([0.0, 1.0, -0.2], [1e-9, 1.0 - 1e-9]),
+    "ent_coef_start": ([-1e-9, float("inf")], [0.0, 1e6]),
+    "ent_coef_end": ([-1e-9], [0.0]),
+    "target_kl": ([0.0, -0.01], [1e-9, None]),
+    "value_clip": ([0.0, -1.0], [1e-9, None]),
+    "log_std_init": ([-20.0 - 1e-9, 5.0 + 1e-9], [-20.0, 5.0]),
+    "elu_alpha": ([0.0, -1.0], [1e-9]),
+    "mu_output_gain": ([0.0], [1e-9]),
+    "mu_lr": ([-1e-9], [0.0]),
+    "sigma_lr": ([-1e-9, None], [0.0]),
+    "critic_lr": ([-1e-9, "1e-3"], [0.0]),
+    "momentum": ([-1e-9, 1.0], [0.0, 1.0 - 1e-9]),
+    "adam_betas": ([[0.9], [0.9, 1.0], [-0.1, 0.9], [0.9, 0.999, 0.5], 0.9], [[0.0, 0.0], [0.0, 1.0 - 1e-9]]),
+    "adam_eps": ([0.0, -1e-8], [1e-300]),
+    "max_grad_norm": ([0.0, -1.0], [1e-9, None]),
+    "obs_clip": ([0.0, -1.0], [1e-9]),
+    "reward_scale": ([0.0, -1.0], [1e-9]),
+    "sigma_min": ([-1e-9], [1e-12]),
+    "normalize_obs": ([1, "yes"], [True, False]),
+    "normalize_advantages": ([0, None], [True, False]),
+    "head_sizes": ([[0], [4, 2.0], None], [[], [3]]),
+    "trunk_sizes": ([[], [True]], [[1]]),
+    "advantage": (["td"], ["gae", "n_step"]),
+    "sigma_mode": (["exp"], ["softplus", "state_independent"]),
+    "mu_activation": (["sigmoid"], ["identity", "tanh"]),
+    "critic_activation": (["gelu"], ["elu"]),
+    "init": (["zeros", "lecun"], ["orthogonal", "he_normal", "glorot_uniform"]),
+    "lr_schedule": (["cosine"], ["linear"]),
+    "critic_sizes": ([[], [64, -3]], [[1]]),
+    "actor_activation": (["swish"], ["relu"]),
+    "optimizer": (["rmsprop"], ["adam"]),
+    "dtype": (["float16"], ["float64"]),
+}
+
+
+def config_with(field, value) -> PPOConfig:
+    """PPOConfig() with one field changed (whole-episode batches for ``episodes_per_batch``)."""
+    if field == "episodes_per_batch":
+        return PPOConfig(episodes_per_batch=value, steps_per_batch=None)
+    return PPOConfig(**{field: value})
+
+
+@pytest.mark.parametrize(("field", "value"), [(f, v) for f, (refused, _) in RANGES.items() for v in refused])
+def test_each_range_check_refuses_a_value_outside_it(field, value):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        config_with(field, value)
+
+
+@pytest.mark.parametrize(("field", "value"), [(f, v) for f, (_, allowed) in RANGES.items() for v in allowed])
+def test_each_range_check_allows_its_boundary(field, value):
+    assert getattr(config_with(field, value), field) == value
+
+
+def test_every_validated_field_has_a_range_case():
+    import dataclasses
+
+    # steps_per_batch is the other batch kind: its own test below
+    assert {f.name for f in dataclasses.fields(PPOConfig)} == set(RANGES) | {"steps_per_batch"}
+
+
+def test_a_sigma_floor_of_zero_is_allowed_only_for_a_state_independent_sigma():
+    assert PPOConfig(sigma_mode="state_independent", sigma_min=0.0).sigma_min == 0.0
+    for mode in ("relu", "softplus"):
+        with pytest.raises(ConfigError, match=r"'sigma_min'.*needs a floor sigma_min > 0"):
+            PPOConfig(sigma_mode=mode, sigma_min=0.0)
+
+
+def test_steps_per_batch_must_be_a_positive_integer():
+    assert PPOConfig(steps_per_batch=1).steps_per_batch == 1
+    for value in (0, -64, 2048.0):
+        with pytest.raises(ConfigError, match="'steps_per_batch'"):
+            PPOConfig(steps_per_batch=value)
+
+
+def test_replace_validates_and_leaves_the_original_alone():
+    cfg = PPOConfig()
+    changed = cfg.replace(gamma=0.5)
+    assert (cfg.gamma, changed.gamma) == (0.99, 0.5)
+    with pytest.raises(ConfigError, match="'gamma'"):
+        cfg.replace(gamma=2.0)
+
+
+def test_the_error_message_names_value_and_interval():
+    with pytest.raises(ConfigError, match=r"'gae_lambda' = 1\.5 is invalid: it must lie in \[0\.0, 1\.0\]"):
+        PPOConfig(gae_lambda=1.5)
+    with pytest.raises(ConfigError, match=r"'clip_eps' = 1\.0 is invalid: it must lie in \(0\.0, 1\.0\)"):
+        PPOConfig(clip_eps=1.0)
+    with pytest.raises(ConfigError, match=r"'mu_lr' = -0\.001"):
+        PPOConfig(mu_lr=-1e-3)
+    with pytest.raises(ConfigError, match=r"'gamma' = '0\.9'"):  # a string is shown as one
+        PPOConfig(gamma="0.9")
+    with pytest.raises(ConfigError, match=r"'actor_epochs' = 0"):
+        PPOConfig(actor_epochs=0)
+    for field, value in (("actor_activation", "swish"), ("init", "lecun"), ("sigma_mode", "exp")):
+        with pytest.raises(ConfigError, match=f"'{field}' = '{value}'"):
+            PPOConfig(**{field: value})
+
+
+def test_a_missing_config_file_or_a_non_object_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"cannot read config file .*nothing\.json"):
+        PPOConfig.from_json(tmp_path / "nothing.json")
+    with pytest.raises(ConfigError, match=r"must be a JSON object of field: value, got list"):
+        PPOConfig.from_dict([1, 2])
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="got list"):
+        PPOConfig.from_json(tmp_path / "list.json")
+
+
+def test_to_json_writes_the_file_and_returns_its_text(tmp_path):
+    cfg = PPOConfig(gamma=0.5, trunk_sizes=[3])
+    text = cfg.to_json(tmp_path / "c.json")
+    assert json.loads(text) == cfg.to_dict() == json.loads((tmp_path / "c.json").read_text())
+    assert (tmp_path / "c.json").read_text() == text + "\n"
+    assert PPOConfig.from_json("  " + text) == cfg  # text that starts with "{" after blanks is JSON, not a path

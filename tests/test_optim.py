@@ -123,18 +123,6 @@ def test_norm_scale_is_min_of_one_and_max_norm_over_norm():
 
 
 @pytest.mark.parametrize("kind", OPTIMIZERS)
-def test_step_is_unchanged_when_the_norm_is_below_max_norm(kind):
-    grad = np.random.default_rng(0).normal(size=20)
-    grad *= 0.5 / np.linalg.norm(grad)
-    clipped, free = (make(kind, 0, 20, lr=0.1, max_grad_norm=m) for m in (1.0, None))
-    p_clipped, p_free = np.ones(20), np.ones(20)
-    for _ in range(3):
-        clipped.step(p_clipped, grad)
-        free.step(p_free, grad)
-    np.testing.assert_array_equal(p_clipped, p_free)
-
-
-@pytest.mark.parametrize("kind", OPTIMIZERS)
 def test_optimizer_steps_the_scaled_gradient(kind):
     grad = np.random.default_rng(1).normal(size=20) * 4.0
     clipped = make(kind, 0, 20, lr=0.1, max_grad_norm=2.0)
@@ -191,3 +179,88 @@ def test_load_state_refuses_a_wrong_shape():
     optimizer = make("sgd", 0, 4, lr=0.1)
     with pytest.raises(ValueError, match="optimizer state 'velocity': expected shape"):
         optimizer.load_state({"velocity": np.zeros(5), "steps": np.array(0)})
+
+
+# ---------------------------------------------------------------- the scaling threshold, with c != 1
+# (with c = 1, comparing the squared norm against c, or scaling by c / ||g||^2, would go unnoticed)
+
+
+def gradient_of_norm(norm: float, size: int = 12, seed: int = 3) -> np.ndarray:
+    grad = np.random.default_rng(seed).normal(size=size)
+    return grad * (norm / np.linalg.norm(grad))
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS)
+@pytest.mark.parametrize("max_norm", [0.5, 3.0])
+@pytest.mark.parametrize("factor", [1.0 - 1e-6, 1.0, 0.1])
+def test_a_norm_at_or_below_max_norm_passes_unscaled(kind, max_norm, factor):
+    grad = gradient_of_norm(max_norm * factor)
+    clipped, free = (make(kind, 0, 12, lr=0.1, momentum=0.5, max_grad_norm=m) for m in (max_norm, None))
+    p_clipped, p_free = np.ones(12), np.ones(12)
+    for _ in range(3):
+        clipped.step(p_clipped, grad)
+        free.step(p_free, grad)
+    np.testing.assert_array_equal(p_clipped, p_free)
+    if kind == "sgd":
+        plain = make("sgd", 0, 12, lr=1.0, momentum=0.0, max_grad_norm=max_norm)
+        params = np.zeros(12)
+        plain.step(params, grad)
+        np.testing.assert_array_equal(-params, grad)
+    assert norm_scale(max_norm * factor, max_norm) == 1.0
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 3.0])
+@pytest.mark.parametrize("factor", [1.0 + 1e-6, 1.7])
+def test_a_norm_just_above_max_norm_is_scaled_to_exactly_max_norm(max_norm, factor):
+    grad = gradient_of_norm(max_norm * factor)
+    optimizer = make("sgd", 0, 12, lr=1.0, momentum=0.0, max_grad_norm=max_norm)
+    params = np.zeros(12)
+    assert optimizer.step(params, grad) == pytest.approx(max_norm * factor, rel=1e-14)
+    assert float(np.linalg.norm(params)) == pytest.approx(max_norm, rel=1e-13)
+    np.testing.assert_allclose(-params, grad / factor, rtol=1e-12)
+    assert norm_scale(max_norm * factor, max_norm) == pytest.approx(1.0 / factor, rel=1e-15)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 3.0])
+def test_adam_scales_the_gradient_before_both_moments(max_norm):
+    # Adam's first step is invariant to the gradient's scale (m / sqrt(v)), the second is not when
+    # one gradient is scaled and the other is not: 1.5 c and then 0.5 c
+    grads = [gradient_of_norm(1.5 * max_norm, seed=1), gradient_of_norm(0.5 * max_norm, seed=2)]
+    clipped, free = make("adam", 0, 12, lr=0.1, max_grad_norm=max_norm), make("adam", 0, 12, lr=0.1)
+    p_clipped, p_free = np.zeros(12), np.zeros(12)
+    for grad, scale in zip(grads, [1.0 / 1.5, 1.0], strict=True):
+        clipped.step(p_clipped, grad)
+        free.step(p_free, grad * scale)
+    np.testing.assert_allclose(p_clipped, p_free, rtol=1e-13)
+    np.testing.assert_allclose(clipped.state()["m"], free.state()["m"], rtol=1e-13)
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS)
+def test_each_group_is_scaled_by_its_own_norm(kind):
+    # two groups of one vector: the first far above c, the second below it
+    grad = np.concatenate([gradient_of_norm(4.0, 6, seed=5), gradient_of_norm(0.2, 6, seed=6)])
+    first, second = (make(kind, a, b, lr=0.1, max_grad_norm=0.5) for a, b in ((0, 6), (6, 12)))
+    params = np.zeros(12)
+    first.step(params, grad)
+    second.step(params, grad)
+    ref_first, ref_second = make(kind, 0, 6, lr=0.1), make(kind, 6, 12, lr=0.1)
+    expected = np.zeros(12)
+    ref_first.step(expected, np.concatenate([grad[:6] * (0.5 / 4.0), grad[6:]]))
+    ref_second.step(expected, grad)
+    np.testing.assert_allclose(params, expected, rtol=1e-13)
+
+
+def test_sgd_momentum_other_than_the_seeds():
+    optimizer = make("sgd", 0, 2, lr=0.1, momentum=0.5)
+    # v1 = g1 = [0.5, -1]; v2 = 0.5 v1 + g2 = [-0.75, -0.25]; p = p0 - 0.1 (v1 + v2)
+    np.testing.assert_allclose(run(optimizer), [1.0 - 0.1 * (0.5 - 0.75), -2.0 - 0.1 * (-1.0 - 0.25)], rtol=1e-15)
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS)
+def test_the_state_has_the_size_of_the_group_not_of_the_vector(kind):
+    optimizer = make(kind, 3, 7, lr=0.1)
+    params = np.zeros(10)
+    optimizer.step(params, np.ones(10))
+    state = optimizer.state()
+    assert all(state[key].shape == (4,) for key in state if key != "steps")
+    assert all(np.all(state[key] != 0) for key in state if key != "steps")
