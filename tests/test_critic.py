@@ -49,3 +49,24 @@ def test_critic_gradients_match_finite_differences(hidden_sizes, subset, tiny_co
     result = checked_gradient(loss, critic.params, grad, indices)
     assert result.max_rel_error < 1e-6, result
     assert_every_tensor_checked(critic, result)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_value_is_the_forward_written_out_from_the_named_parameters(activation, tiny_config):
+    """Independent of npppo.inference: the layers in named order, a linear output."""
+    critic = Critic(4, tiny_config(critic_sizes=[6, 5], critic_activation=activation, dtype="float64"),
+                    np.random.default_rng(0))
+    assert critic.obs_dim == 4
+    params = critic.named_params()
+    rng = np.random.default_rng(1)
+    for view in params.values():
+        view[...] = rng.normal(size=view.shape)
+    obs = rng.normal(size=(20, 4))
+    f = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh}[activation]
+    weights = [name for name in params if name.endswith(".weight")]
+    x = obs
+    for k, name in enumerate(weights):
+        x = x @ params[name] + params[name.replace("weight", "bias")]
+        x = f(x) if k < len(weights) - 1 else x
+    np.testing.assert_allclose(critic.value(obs), x[:, 0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(critic.value_rows(obs[:3]), x[:3, 0], rtol=1e-12, atol=1e-14)

@@ -139,3 +139,54 @@ def test_seed_sized_policy_gradients_match_finite_differences(sigma_mode, checke
     randomise_biases(policy, np.random.default_rng(2))
     indices = spread_indices(policy, np.random.default_rng(3), total=200)
     policy_gradient_check(policy, 8, indices, checked_gradient)
+
+
+# ---------------------------------------------------------------- the forward written out from the named parameters
+# (independent of npppo.inference's activation table and layer-table reading)
+
+ACT = {
+    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0.0),
+    "softplus": lambda z: np.logaddexp(0.0, z),
+    "identity": lambda z: z,
+}
+
+
+def written_out(params: dict, prefix: str, x: np.ndarray, hidden: str, output: str) -> np.ndarray:
+    names = sorted({name.rsplit(".", 1)[0] for name in params if name.startswith(prefix + ".")},
+                   key=lambda n: int(n.rsplit(".", 1)[1]))
+    for k, layer in enumerate(names):
+        x = ACT[output if k == len(names) - 1 else hidden](x @ params[f"{layer}.weight"] + params[f"{layer}.bias"])
+    return x
+
+
+@pytest.mark.parametrize(("sigma_mode", "mu_activation", "hidden"), [
+    ("relu", "relu", "elu"), ("softplus", "identity", "tanh"), ("state_independent", "identity", "elu"),
+])
+def test_distribution_is_the_documented_forward(sigma_mode, mu_activation, hidden, tiny_config):
+    config = tiny_config(trunk_sizes=[7, 6], head_sizes=[5], actor_activation=hidden, mu_activation=mu_activation,
+                         sigma_mode=sigma_mode, sigma_min=0.05, log_std_init=-0.3, dtype="float64")
+    policy = GaussianPolicy(4, 3, config, np.random.default_rng(1))
+    params = policy.named_params()
+    rng = np.random.default_rng(2)
+    for view in params.values():  # nonzero biases and log-std, so that each one matters
+        view[...] = rng.normal(size=view.shape)
+    obs = rng.normal(size=(30, 4))
+    h = written_out(params, "trunk", obs, hidden, hidden)
+    mu = written_out(params, "mu_head", h, hidden, mu_activation)
+    if sigma_mode == "state_independent":
+        sigma = np.broadcast_to(np.exp(params["log_std"]), mu.shape)
+    else:
+        sigma = written_out(params, "sigma_head", h, hidden, sigma_mode) + 0.05
+    for got_mu, got_sigma in (policy.distribution(obs), policy.distribution_rows(obs[:5])):
+        rows = got_mu.shape[0]
+        np.testing.assert_allclose(got_mu, mu[:rows], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got_sigma, sigma[:rows], rtol=1e-12, atol=1e-14)
+
+
+def test_a_relu_sigma_head_is_floored_at_exactly_sigma_min(tiny_config):
+    config = tiny_config(trunk_sizes=[8], head_sizes=[], sigma_mode="relu", sigma_min=1e-3, dtype="float64")
+    policy = GaussianPolicy(3, 2, config, np.random.default_rng(0))
+    _, sigma = policy.distribution(np.random.default_rng(1).normal(size=(200, 3)))
+    assert sigma.min() == 1e-3 and np.mean(sigma == 1e-3) > 0.1

@@ -53,16 +53,6 @@ def test_relu_mean_on_a_negative_action_space_warns_once():
         PPO("Pendulum-v1", presets.get("seed"), seed=0)
 
 
-def test_entropy_coefficient_runs_from_start_to_end_over_the_run():
-    agent = PPO("Pendulum-v1", tiny(), seed=0)  # 2 episodes of 200 steps per iteration
-    history = agent.learn(total_steps=2000)
-    coefs = [m["ent_coef"] for m in history]
-    assert len(history) == 5
-    assert coefs[0] == pytest.approx(1.0)
-    assert coefs[-1] == pytest.approx(0.005)
-    assert np.all(np.diff(coefs) < 0)
-
-
 def test_same_seed_gives_identical_parameters_and_another_seed_does_not():
     def train(seed):
         agent = PPO("Pendulum-v1", tiny(), seed=seed)
