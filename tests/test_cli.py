@@ -80,6 +80,19 @@ def test_train_writes_progress_config_and_checkpoints(tmp_path, tiny_config, cap
     assert "iter    3  steps 120/120" in printed  # not a terminal: one plain line per iteration
 
 
+@pytest.mark.parametrize("extra", [(), ("--eval-every", "40")], ids=["at-the-end", "every-iteration"])
+def test_the_final_evaluation_printed_is_the_saved_policys(tmp_path, tiny_config, capsys, extra):
+    """Without --eval-every the run evaluates once at its end; with it, the last iteration's
+    evaluation is reused. Either way the printed return is the saved model's."""
+    from npppo import PPO
+
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "80", *extra) == 0
+    mean, std = PPO.load(out / "model.npz", env=ENV_ID).evaluate(10)
+    assert np.isfinite(mean)
+    assert f"evaluation: return {mean:.1f} ± {std:.1f} over 10 episodes" in capsys.readouterr().out
+
+
 def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     agent, out, run = _fresh(build_parser().parse_args(["train"]))

@@ -568,7 +568,8 @@ def test_fixed_step_batches_carry_episodes_across_batches():
         return RecordsActions(gym.make("Pendulum-v1", max_episode_steps=20), logs[-1])
 
     agent = PPO(make, tiny(num_envs=2, episodes_per_batch=None, steps_per_batch=25), seed=3)
-    batches = [agent.collect() for _ in range(4)]  # 50 steps per env: 2 whole episodes each, a third begun
+    # 13 and 12 steps per batch (52 and 48 in all): 2 whole episodes on each environment, a third begun
+    batches = [agent.collect() for _ in range(4)]
     assert [b.rewards.shape[0] for b in batches] == [25, 25, 25, 25]
     episodes = []
     for log in logs:
@@ -579,6 +580,7 @@ def test_fixed_step_batches_carry_episodes_across_batches():
                 episodes.append((len(rewards), sum(rewards)))
                 rewards = []
     assert len(logs) == 2 and len(episodes) == 4
+    assert agent.episodes_started == [3, 3]
     reported = sorted(zip(np.concatenate([b.episode_lengths for b in batches]).tolist(),
                           np.concatenate([b.episode_returns for b in batches]).tolist(), strict=True))
     assert [length for length, _ in reported] == [20, 20, 20, 20]
