@@ -27,6 +27,7 @@ DTYPES = ("float32", "float64")
 SIGMA_MODES = ("relu", "softplus", "state_independent")
 INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
 OPTIMIZERS = ("sgd", "adam")
+ACTION_SQUASHES = ("clip", "tanh")
 PRESET_KEYS = ("description", "env", "steps", "env_kwargs", "config")
 
 
@@ -60,6 +61,7 @@ class PPOConfig:
     mu_activation: str = "identity"  # the mean head's output; "relu" in the seed
     sigma_mode: str = "state_independent"  # "relu" (seed) / "softplus" (+ sigma_min), or a log-std parameter
     sigma_min: float = 1e-3
+    action_squash: str = "clip"  # the env gets the sample clipped to its bounds, or tanh-squashed into them
     log_std_init: float = 0.0  # initial log sigma when sigma_mode="state_independent"
     critic_sizes: list[int] = field(default_factory=lambda: [64, 64])
     critic_activation: str = "tanh"
@@ -80,6 +82,8 @@ class PPOConfig:
     normalize_obs: bool = False  # running mean/std of observations, saved with the model
     obs_clip: float = 10.0  # normalised observations are clipped to ±obs_clip
     reward_scale: float = 1.0  # rewards are multiplied by this before targets are computed
+    normalize_rewards: bool = False  # divide rewards by the running std of the discounted return (SB3: norm_reward)
+    reward_clip: float = 10.0  # normalised rewards are clipped to ±reward_clip (SB3: clip_reward)
     # --- numerics
     dtype: str = "float32"  # training precision; gradient checks always use float64
 
@@ -153,6 +157,7 @@ class PPOConfig:
         for name in ("actor_activation", "mu_activation", "critic_activation"):
             choice(name, list(ACTIVATIONS))
         choice("sigma_mode", SIGMA_MODES)
+        choice("action_squash", ACTION_SQUASHES)
         number("sigma_min", 0.0, inf, False, True)
         if self.sigma_mode != "state_independent" and self.sigma_min <= 0:
             fail("sigma_min", f"sigma_mode {self.sigma_mode!r} needs a floor sigma_min > 0 so that sigma > 0")
@@ -173,6 +178,9 @@ class PPOConfig:
         number("max_grad_norm", 0.0, inf, True, True, optional=True)
         if not isinstance(self.normalize_obs, bool):
             fail("normalize_obs", "it must be true or false")
+        if not isinstance(self.normalize_rewards, bool):
+            fail("normalize_rewards", "it must be true or false")
+        number("reward_clip", 0.0, inf, True, False)
         if not isinstance(self.normalize_advantages, bool):
             fail("normalize_advantages", "it must be true or false")
         number("obs_clip", 0.0, inf, True, False)

@@ -20,6 +20,7 @@ SEED = dict(mu_activation="relu")  # the seed's networks: ELU actor with ReLU ou
 SOFTPLUS = dict(sigma_mode="softplus", actor_activation="elu", elu_alpha=0.5)
 TUNED = dict(actor_activation="tanh", sigma_mode="state_independent", critic_activation="tanh", normalize_obs=True,
              optimizer="adam")
+SQUASHED = dict(TUNED, action_squash="tanh", normalize_rewards=True)  # tanh-squashed actions
 
 
 def short_pendulum():
@@ -37,7 +38,7 @@ def observations(n: int = 16) -> np.ndarray:
 
 
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
-@pytest.mark.parametrize("changes", [SEED, SOFTPLUS, TUNED], ids=["seed", "softplus", "tuned"])
+@pytest.mark.parametrize("changes", [SEED, SOFTPLUS, TUNED, SQUASHED], ids=["seed", "softplus", "tuned", "tanh"])
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), [("float64", 1e-10, 1e-12), ("float32", 1e-4, 1e-5)])
 def test_policy_matches_the_agent(tmp_path, tiny_config, changes, dtype, rtol, atol):
     agent, path = trained_agent(tmp_path, tiny_config(dtype=dtype, **changes))
