@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  npppo train --steps 20000 --out runs/quick    # a short run into a chosen folder\n"
                "  npppo train --preset seed --seed 3            # the seed's system, exactly\n"
                "  npppo train --preset lunarlander              # needs: pip install 'npppo[box2d]'\n"
+               "  npppo train --env Hopper-v5                   # the mujoco preset (pip install 'npppo[mujoco]')\n"
                "  npppo train --config runs/quick/config.json --env MountainCarContinuous-v0\n"
                "  npppo train --resume runs/quick               # continue an interrupted run exactly\n"
                "  npppo train --resume runs/quick --steps 200000  # ... or extend a finished one\n\n"
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--env", metavar="ID", help="Gymnasium id (default: the preset's environment)")
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--preset", metavar="NAME", help=f"a named config (default: {DEFAULT_PRESET})")
+    source.add_argument("--preset", metavar="NAME",
+                        help=f"a named config (default: the preset made for --env if there is one, else PPOConfig's "
+                             f"defaults; {DEFAULT_PRESET} without --env)")
     source.add_argument("--config", metavar="FILE", type=Path,
                         help="a JSON config: PPOConfig fields, or a preset-style {env, steps, config}")
     train.add_argument("--steps", type=_count, metavar="N",
@@ -236,15 +239,19 @@ def env_spec(env: str, kwargs: dict[str, Any] | None, max_episode_steps: int | N
 
 def _fresh(args: argparse.Namespace):
     from npppo import presets
-    from npppo.config import read_config_file
+    from npppo.config import PPOConfig, read_config_file
     from npppo.ppo import PPO
 
     if args.config is not None:
         config, facts = read_config_file(args.config)
-        preset_name = args.config.stem
+        preset_name = described = args.config.stem
     else:
-        preset_name = args.preset or DEFAULT_PRESET
-        config, facts = presets.load(preset_name)
+        preset_name = args.preset or (presets.for_env(args.env) if args.env else DEFAULT_PRESET)
+        if preset_name is None:  # --env names an environment that no preset was made for
+            preset_name, described, config, facts = "default", "default config", PPOConfig(), {}
+        else:
+            config, facts = presets.load(preset_name)
+            described = preset_name if args.preset or not args.env else f"{preset_name} (the preset for {args.env})"
     env = args.env or facts.get("env")
     if env is None:
         raise ConfigError(f"config file {args.config} names no environment: pass --env ID")
@@ -258,7 +265,7 @@ def _fresh(args: argparse.Namespace):
             f"`npppo train --resume {out}`, or choose another --out"
         )
     env_kwargs = args.env_kwargs if args.env_kwargs is not None else facts.get("env_kwargs", {})
-    run = {"env": env, "preset": preset_name, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
+    run = {"env": env, "preset": described, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
            "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every,
            "eval_episodes": args.eval_episodes}
     # unknown ids and unsupported spaces fail here, before any file is written

@@ -230,3 +230,31 @@ def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
     _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
     assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
                    "eval_episodes": 10}
+
+
+@pytest.mark.parametrize("env, preset, header", [
+    ("Hopper-v5", "mujoco", "mujoco (the preset for Hopper-v5)"),
+    ("LunarLanderContinuous-v3", "lunarlander", "lunarlander (the preset for LunarLanderContinuous-v3)"),
+    ("MountainCarContinuous-v0", None, "default config"),
+])
+def test_train_with_env_alone_picks_the_preset_made_for_it_or_the_defaults(tmp_path, env, preset, header):
+    pytest.importorskip("mujoco")
+    agent, _, run = _fresh(build_parser().parse_args(["train", "--env", env, "--out", str(tmp_path / "r")]))
+    assert agent.config == (presets.get(preset) if preset else PPOConfig())
+    assert run["preset"] == header and run["env"] == env
+    if preset:
+        assert run["total_steps"] == presets.load(preset)[1]["steps"]
+
+
+def test_the_header_line_says_which_preset_was_chosen(tmp_path, capsys, monkeypatch):
+    import npppo.train
+
+    monkeypatch.setattr(npppo.train, "train", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    main(["train", "--env", "Pendulum-v1", "--workers", "1", "--out", str(tmp_path / "r")])
+    assert "npppo: training pendulum (the preset for Pendulum-v1) on Pendulum-v1, seed 0" in capsys.readouterr().out
+
+
+def test_every_preset_for_an_env_exists_and_names_that_env():
+    for env, name in presets.FOR_ENV.items():
+        assert presets.default_env(name) == env or name == "mujoco", (env, name)
+    assert presets.default_env("mujoco") == "HalfCheetah-v5"
