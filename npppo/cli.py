@@ -120,10 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the deterministic policy (the mean action) for some episodes; print mean ± std return.",
         epilog="examples:\n"
                "  npppo eval runs/quick                   # the run's model.npz (or checkpoint.npz)\n"
+               "  npppo eval runs/hopper-s0 runs/hopper-s1 runs/hopper-s2   # ... and over runs: IQM [95% CI]\n"
                "  npppo eval runs/quick/model.npz --episodes 50\n"
                "  npppo eval runs/quick --render --episodes 3",
     )
-    evaluate.add_argument("path", type=Path, metavar="PATH", help="a run folder or a .npz checkpoint")
+    evaluate.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                          help="a run folder or a .npz checkpoint; several (e.g. one per seed) also print their "
+                               "mean ± std and interquartile mean with a 95%% bootstrap CI")
     evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
     evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
     evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
@@ -312,9 +315,21 @@ def _remove(paths: list[Path], folder: Path | None) -> None:
 
 # ---------------------------------------------------------------------------------------- eval, plot, bench
 def eval_command(args: argparse.Namespace) -> int:
+    scores = [_evaluate(path, args) for path in args.paths]
+    if len(scores) > 1:
+        from npppo.stats import summarize
+
+        summary = summarize(scores)
+        low, high = summary["iqm_ci95"]
+        print(f"over {len(scores)} runs (each scored by its mean return): mean {summary['mean']:.1f} ± "
+              f"{summary['std']:.1f}, IQM {summary['iqm']:.1f} [95% CI {low:.1f}, {high:.1f}] (bootstrap over runs)")
+    return 0
+
+
+def _evaluate(path: Path, args: argparse.Namespace) -> float:
+    """Evaluate one run folder or checkpoint, print its line, return its mean return."""
     from npppo.ppo import PPO
 
-    path = args.path
     if path.is_dir():
         found = [p for p in (path / "model.npz", path / "checkpoint.npz") if p.exists()]
         if not found:
@@ -335,7 +350,7 @@ def eval_command(args: argparse.Namespace) -> int:
     mean, std = agent.evaluate(episodes=args.episodes, env=spec)
     print(f"{path} on {env}: return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
           f"(deterministic policy, iteration {agent.iteration}, {agent.num_timesteps:,} env steps)")
-    return 0
+    return mean
 
 
 def _check_display() -> None:

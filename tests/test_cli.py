@@ -258,3 +258,17 @@ def test_every_preset_for_an_env_exists_and_names_that_env():
     for env, name in presets.FOR_ENV.items():
         assert presets.default_env(name) == env or name == "mujoco", (env, name)
     assert presets.default_env("mujoco") == "HalfCheetah-v5"
+
+
+def test_eval_of_several_runs_prints_each_and_their_iqm_with_a_confidence_interval(tmp_path, tiny_config, capsys):
+    runs = [tmp_path / f"run{seed}" for seed in range(3)]
+    for seed, out in enumerate(runs):
+        assert train(tiny_config, out, "--steps", "40", "--seed", str(seed)) == 0
+    capsys.readouterr()
+    assert main(["eval", *map(str, runs), "--episodes", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(f"{run / 'model.npz'} on {ENV_ID}: return " in line
+                                   for run, line in zip(runs, lines, strict=False))
+    scores = [float(line.split("return ")[1].split(" ±")[0]) for line in lines[:3]]
+    assert lines[3].startswith(f"over 3 runs (each scored by its mean return): mean {np.mean(scores):.1f} ± ")
+    assert f"IQM {np.mean(scores):.1f} [95% CI " in lines[3]  # 3 runs: the IQM drops none
