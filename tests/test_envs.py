@@ -57,7 +57,7 @@ def test_a_factory_of_id_kwargs_and_time_limit_is_picklable_and_applies_them():
 
 
 def test_unknown_id_and_bad_kwargs_say_what_to_do():
-    with pytest.raises(EnvError, match="unknown environment id 'Nope-v0'.*'module:Id'"):
+    with pytest.raises(EnvError, match=r"unknown environment id 'Nope-v0'.*'module:Id'"):
         make_env("Nope-v0")
     with pytest.raises(EnvError, match="does not take the keyword arguments"):
         make_env("Pendulum-v1", colour="red")
@@ -87,7 +87,7 @@ def test_cli_trains_and_evaluates_a_module_environment_from_the_current_folder(t
 
 
 def test_whole_episode_batches_refuse_an_environment_without_a_time_limit(tiny_config):
-    with pytest.raises(EnvError, match="no time limit.*--max-episode-steps"):
+    with pytest.raises(EnvError, match=r"no time limit.*--max-episode-steps"):
         PPO(Endless(), tiny_config())
     check_time_limit(gym.wrappers.TimeLimit(Endless(), 10))  # a wrapper is enough
     PPO(Endless(), tiny_config(episodes_per_batch=None, steps_per_batch=64))  # fixed-step batches need none
