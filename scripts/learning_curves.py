@@ -84,7 +84,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     from npppo import PPO, presets
     from npppo.train import RunOptions, train
 
-    config, facts = presets.load(job["preset"])
+    config, _ = presets.load(job["preset"])
     agent = PPO(job["env"], config.replace(**job["overrides"]), seed=job["seed"])
     options = RunOptions(job["steps"], checkpoint_every=10**9, eval_every=job["eval_every"],
                          eval_episodes=job["eval_episodes"], max_iterations=job["iterations"])
