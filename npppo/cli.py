@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", metavar="FILE", type=Path,
                         help="a JSON config: PPOConfig fields, or a preset-style {env, steps, config}")
     train.add_argument("--steps", type=_count, metavar="N",
-                       help="env steps in all (default: the preset's, 100000 for pendulum)")
+                       help="env steps in all (default: the preset's, 100000 for pendulum); a run stops at the first "
+                            "iteration that reaches N, so whole-episode batches may overshoot N by less than one batch")
     train.add_argument("--seed", type=_seed, metavar="S", help="run seed (default: 0)")
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder (default: runs/<env>-<preset>-<seed>-<YYYYmmdd-HHMMSS>)")

@@ -230,3 +230,11 @@ def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
     _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
     assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
                    "eval_episodes": 10}
+
+
+def test_steps_help_says_whole_episode_batches_may_overshoot(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "overshoot N by less than one batch" in text
+    assert "--eval-every N" in text and "--eval-episodes K" in text
