@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(its own seeds); logged in progress.csv, the best kept as best.npz")
     train.add_argument("--eval-episodes", type=_count, default=10, metavar="K",
                        help="episodes per evaluation (default: 10)")
+    train.add_argument("--tensorboard", type=Path, metavar="DIR",
+                       help="also write progress.csv's scalars as TensorBoard event files into DIR "
+                            "(pip install 'npppo[tensorboard]'; view with: tensorboard --logdir DIR)")
 
     evaluate = commands.add_parser(
         "eval", formatter_class=formatter, help="mean ± std return of a saved policy",
@@ -119,12 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  npppo eval runs/quick                   # the run's model.npz (or checkpoint.npz)\n"
                "  npppo eval runs/quick/model.npz --episodes 50\n"
-               "  npppo eval runs/quick --render --episodes 3",
+               "  npppo eval runs/quick --render --episodes 3\n"
+               "  npppo eval runs/quick --video pendulum.mp4 --episodes 2   # or pendulum.gif",
     )
     evaluate.add_argument("path", type=Path, metavar="PATH", help="a run folder or a .npz checkpoint")
     evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
     evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
-    evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
+    shown = evaluate.add_mutually_exclusive_group()
+    shown.add_argument("--render", action="store_true",
+                       help="show the episodes in a window (needs a display and pip install 'npppo[render]')")
+    shown.add_argument("--video", type=Path, metavar="FILE",
+                       help="record the episodes to FILE.mp4 or FILE.gif from rgb_array frames "
+                            "(pip install 'npppo[video]'; Pendulum also needs 'npppo[render]')")
+    evaluate.add_argument("--fps", type=_count, default=30, metavar="N",
+                          help="frames per second of --video (default: 30)")
     _env_options(evaluate)
 
     plot = commands.add_parser(
@@ -203,8 +214,11 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     if not resumed:
         out.mkdir(parents=True, exist_ok=True)
         agent.config.to_json(out / "config.json")
+    if args.tensorboard is not None:
+        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
     options = RunOptions(total, args.checkpoint_every if not resumed else run.get("checkpoint_every", 10),
-                         run.get("eval_every"), run.get("eval_episodes", 10), run=run)
+                         run.get("eval_every"), run.get("eval_episodes", 10), run=run,
+                         tensorboard=run.get("tensorboard"))
     try:
         result = train(agent, out, options, resumed=resumed)
     except NpppoError:
@@ -314,22 +328,48 @@ def eval_command(args: argparse.Namespace) -> int:
         if not found:
             raise CheckpointError(f"{path} holds neither model.npz nor checkpoint.npz")
         path = found[0]
+    if args.render:
+        _check_display()
+    if args.video is not None:
+        from npppo.video import check_writer
+
+        check_writer(args.video)
     agent = PPO.load(path)
     spec = agent.env_spec
-    if args.env or args.env_kwargs is not None or args.max_episode_steps or args.render:
+    if args.env or args.env_kwargs is not None or args.max_episode_steps or args.render or args.video:
         from npppo.envs import EnvFactory
 
         base = spec if isinstance(spec, EnvFactory) else EnvFactory(spec if isinstance(spec, str) else agent.env_id)
         kwargs = {**base.kwargs, **(args.env_kwargs or {})}
-        if args.render:
-            _check_display()
-            kwargs["render_mode"] = "human"
+        if args.render or args.video:
+            kwargs["render_mode"] = "human" if args.render else "rgb_array"
+        if args.video:
+            import os
+
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames only: pygame opens no window
         spec = EnvFactory(args.env or base.env_id, kwargs, args.max_episode_steps or base.max_episode_steps)
     env = getattr(spec, "env_id", spec)
-    mean, std = agent.evaluate(episodes=args.episodes, env=spec)
+    frames: list | None = [] if args.video is not None else None
+    try:
+        mean, std = agent.evaluate(episodes=args.episodes, env=spec, frames=frames)
+    except (ImportError, gym_missing()) as exc:  # pygame, for the classic-control environments
+        raise NpppoError(f"rendering {env} needs a package that is missing ({exc}): "
+                         "pip install 'npppo[render]'") from None
     print(f"{path} on {env}: return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
           f"(deterministic policy, iteration {agent.iteration}, {agent.num_timesteps:,} env steps)")
+    if frames is not None:
+        from npppo.video import write_video
+
+        write_video(args.video, frames, fps=args.fps)
+        print(f"npppo: wrote {args.video} ({len(frames)} frames at {args.fps} frames/s)")
     return 0
+
+
+def gym_missing() -> type[Exception]:
+    """Gymnasium's error for a missing optional package (pygame for rendering)."""
+    import gymnasium
+
+    return gymnasium.error.DependencyNotInstalled
 
 
 def _check_display() -> None:

@@ -102,6 +102,39 @@ class ProgressCSV:
             writer.writerow(metrics)
 
 
+class TensorBoardLog:
+    """Event files for TensorBoard with the scalars of ``progress.csv`` (``npppo train --tensorboard DIR``).
+
+    Each numeric column of a row is a scalar of the same name, at x = the row's env steps (NaN, e.g.
+    ``eval_mean`` between evaluations, is left out). Written by tensorboardX, an optional extra
+    (``pip install 'npppo[tensorboard]'``): a small pure-Python writer (NumPy + protobuf) that needs
+    neither TensorFlow nor PyTorch. ``purge_step`` (a resumed run's step count) tells TensorBoard to
+    drop what earlier event files hold from that step on, as ``progress.csv`` drops those rows.
+    """
+
+    def __init__(self, logdir: str | Path, purge_step: int | None = None) -> None:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            from npppo.errors import NpppoError
+
+            raise NpppoError("--tensorboard needs tensorboardX, an optional extra: "
+                             "pip install 'npppo[tensorboard]'") from None
+        self.logdir = Path(logdir)
+        self.writer = SummaryWriter(str(self.logdir), purge_step=purge_step, flush_secs=10)
+
+    def append(self, metrics: dict[str, Any]) -> None:
+        step = int(metrics["steps"])
+        for name, value in metrics.items():
+            if name in ("steps", "iteration") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                self.writer.add_scalar(name, float(value), step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def read_progress(path: str | Path) -> tuple[list[dict[str, str]], list[str]]:
     """(rows, column names) of a ``progress.csv``."""
     with open(path, newline="") as handle:
