@@ -23,3 +23,32 @@ def test_quick_start_has_exactly_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert quick_start_lines()[1] in [line.strip() for line in ci]
+
+
+def python_block(section: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(rf"## {re.escape(section)}\n.*?```python\n(.*?)```", readme, re.S)
+    assert block, f"README.md has no python block under '## {section}'"
+    return block.group(1)
+
+
+def test_the_python_snippets_run_as_written(tmp_path):
+    """The 'Python API' snippet, then the 'Embedding' one (which loads what the first saved), verbatim,
+    in a fresh interpreter in an empty folder: nothing undefined, nothing substituted."""
+    import subprocess
+    import sys
+
+    api, embedding = python_block("Python API"), python_block("Embedding a trained policy")
+    check = (
+        "\nassert len(history) >= 1 and agent.num_timesteps >= 10_000\n"
+        "assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0\n"
+        "import math; assert math.isfinite(mean) and math.isfinite(std)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", api + check + embedding + "\nassert math.isfinite(float(value))\n"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # progress=True: one plain progress line per iteration (not a terminal)
+    assert lines and all(re.fullmatch(r"iter +\d+  steps [\d,]+/10,000  return +-?[\d.]+  [\d,]+ steps/s  left "
+                                      r"(\?|\d+:\d\d:\d\d)", line) for line in lines), done.stdout
+    assert lines[0].endswith("left ?") and lines[-1].endswith("left 0:00:00")
+    assert (tmp_path / "runs" / "pendulum" / "model.npz").is_file()
