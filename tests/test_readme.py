@@ -20,9 +20,13 @@ def test_quick_start_has_exactly_two_commands():
     assert "pytest" in lines[1]
 
 
-def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert quick_start_lines()[1] in [line.strip() for line in ci]
+def test_ci_runs_both_quick_start_lines_verbatim_and_in_order():
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    first, second = quick_start_lines()
+    assert first in ci and second in ci
+    assert ci.index(first) < ci.index(second)
+    assert "ruff check npppo tests scripts" in ci
+    assert ci[1].startswith("# CI") and "set -euo pipefail" in ci  # any failing command fails CI
 
 
 def python_block(section: str) -> str:
