@@ -3,8 +3,9 @@
     npppo train                                  # the tuned pendulum preset on Pendulum-v1
     npppo train --preset lunarlander --seed 1    # LunarLanderContinuous-v3 (pip install 'npppo[box2d]')
     npppo train --resume runs/Pendulum-v1-pendulum-0-20250101-120000
-    npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000
-    npppo plot runs/Pendulum-v1-pendulum-*  --out pendulum.png
+    npppo train --seeds 0 1 2 --out runs/three   # runs/three/seed_0, seed_1, seed_2
+    npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000 [--video clip.mp4]
+    npppo plot runs/three --out pendulum.png
     npppo bench
 
 A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``progress.csv`` (one
