@@ -217,8 +217,8 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     if agent.num_timesteps >= total:
         raise NpppoError(f"the run in {out} already has {agent.num_timesteps:,} env steps, at or past its target of "
                          f"{total:,}: nothing to do; pass a larger --steps to extend it")
-    workers = f"{agent.workers} worker{'s' if agent.workers > 1 else ''}"
-    workers += " on Ray" if agent.backend == "ray" else ""
+    where = " on Ray" if agent.backend == "ray" else ""
+    workers = f"{agent.workers} worker" + ("s" if agent.workers > 1 else "") + where
     print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps, {workers}"
           + (f", resumed at iteration {agent.iteration}" if resumed else "") + f" -> {out}/")
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")

@@ -24,7 +24,7 @@ as a non-finite loss, instead of raising ZeroDivisionError from inside compiled 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -102,6 +102,11 @@ def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantage
     return loss, grad_mu, grad_sigma, stats
 
 
+# a full batch longer than this is computed in fixed blocks of rows (a property of the batch alone,
+# so results do not depend on how many cores compute the blocks)
+ACTOR_BLOCK_ROWS = 4096
+
+
 @dataclass
 class ActorLossInfo:
     """Diagnostics of one actor-loss evaluation (all batch means)."""
@@ -135,6 +140,40 @@ def actor_loss_terms(
                                   grad_mu, grad_sigma, stats)
     policy.backward(grad_mu, grad_sigma)
     return ActorLossInfo(float(loss), *map(float, stats), float(np.mean(sigma)))
+
+
+def actor_loss_blocks(
+    policies: list[GaussianPolicy],
+    obs: np.ndarray,
+    actions: np.ndarray,
+    old_log_prob: np.ndarray,
+    advantages: np.ndarray,
+    clip_eps: float,
+    ent_coef: float,
+    map_blocks=map,
+) -> ActorLossInfo:
+    """:func:`actor_loss_terms` over N rows cut into ``ceil(N / ACTOR_BLOCK_ROWS)`` contiguous blocks.
+
+    The loss is a mean over rows, so L = sum_k (n_k / N) L_k, and likewise its gradient and each
+    diagnostic. Block k runs on ``policies[k]``, a twin of ``policies[0]`` (shared parameters, its own
+    gradient and buffers: :meth:`npppo.nn.layers.FlatModel.twin`), so ``map_blocks`` may run the
+    blocks side by side (a thread pool's ``map``); the gradient lands in ``policies[0].grad``.
+    """
+    n = obs.shape[0]
+    bounds = np.linspace(0, n, -(-n // ACTOR_BLOCK_ROWS) + 1).astype(int)
+    if len(bounds) == 2:
+        return actor_loss_terms(policies[0], obs, actions, old_log_prob, advantages, clip_eps, ent_coef)
+    blocks = [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
+    infos = list(map_blocks(lambda k: actor_loss_terms(policies[k], obs[blocks[k]], actions[blocks[k]],
+                                                        old_log_prob[blocks[k]], advantages[blocks[k]], clip_eps,
+                                                        ent_coef), range(len(blocks))))
+    weights = [(block.stop - block.start) / n for block in blocks]
+    grad = policies[0].grad
+    grad *= grad.dtype.type(weights[0])
+    for policy, weight in zip(policies[1 : len(blocks)], weights[1:], strict=True):
+        grad += grad.dtype.type(weight) * policy.grad
+    return ActorLossInfo(*(sum(w * getattr(info, f.name) for w, info in zip(weights, infos, strict=True))
+                           for f in fields(ActorLossInfo)))
 
 
 def actor_loss_and_grad(

@@ -34,7 +34,7 @@ from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_env
 from npppo.errors import ConfigError, EnvError, TrainingError
 from npppo.evaluation import evaluate
-from npppo.losses import actor_loss_terms, critic_loss_terms
+from npppo.losses import ACTOR_BLOCK_ROWS, actor_loss_blocks, critic_loss_terms
 from npppo.normalization import RunningMeanStd
 from npppo.optim import Optimizer, l2_norm
 from npppo.policy import GaussianPolicy
@@ -107,6 +107,7 @@ class PPO:
         self.act_rng = np.random.default_rng([self.seed, 0xAC7])
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
         self._backend = None  # the rollout's backend, started at the first collect()
+        self._twins: list[GaussianPolicy] = []  # the policy and its twins for the actor's row blocks
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
         self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
@@ -169,6 +170,10 @@ class PPO:
             raise ConfigError(f"max_worker_failures must be a positive integer, got {max_worker_failures!r}")
         if workers > 1 or backend != "local":
             check_picklable(self.env_spec)
+        if backend == "ray":
+            from npppo.backends.ray import import_ray
+
+            import_ray()  # without the extra: one line saying how to install it, before any work
         workers = min(int(workers), self.num_envs)
         self.close()
         self.workers, self.backend, self.max_worker_failures = workers, backend, max_worker_failures
@@ -195,11 +200,16 @@ class PPO:
                                   self.config.obs_clip if self.obs_rms is not None else None)
                 sampler.episodes_started[:] = self.episodes_started
                 self._backend = InProcess(sampler, self.config)
-            else:
+            elif self.backend == "local":
                 from npppo.backends.local import LocalWorkers
 
                 self._backend = LocalWorkers(self.env_spec, self.config, spaces, self.seed, slices,
                                              self.episodes_started, self.max_worker_failures)
+            else:
+                from npppo.backends.ray import RayWorkers
+
+                self._backend = RayWorkers(self.env_spec, self.config, spaces, self.seed, slices,
+                                           self.episodes_started, self.max_worker_failures, self.ray_address)
         return self._backend
 
     # ------------------------------------------------------------------ acting
@@ -326,7 +336,8 @@ class PPO:
         # 4-5. k1 actor passes of the clipped surrogate (mu and sigma optimizers), k2 critic passes of the
         # squared error (critic optimizer). They share nothing (separate parameters, optimizers and
         # shuffle streams; targets fixed before either), so with workers > 1 the critic's run in a
-        # second thread beside the actor's: the same results, on two cores
+        # thread beside the actor's, and a long batch's actor gradient is computed in blocks of rows
+        # side by side (losses.actor_loss_blocks): the same results, on more than one core
         actor_rng = np.random.default_rng([self.seed, self.iteration, 2])
         critic_rng = np.random.default_rng([self.seed, self.iteration, 3])
 
@@ -341,14 +352,18 @@ class PPO:
                     critic_epoch.append(loss)
             return critic_epoch, critic_norms
 
-        with ThreadPoolExecutor(1) if self.workers > 1 else nullcontext() as pool:
-            critic_result = pool.submit(critic_passes) if pool is not None else None
+        parallel = self.workers > 1
+        with ThreadPoolExecutor(1) if parallel else nullcontext() as pool, \
+                ThreadPoolExecutor(2) if parallel else nullcontext() as blocks_pool:
+            critic_result = pool.submit(critic_passes) if parallel else None
+            map_blocks = blocks_pool.map if parallel else map
             actor_epoch, actor_norms = [], []
             for _ in range(cfg.actor_epochs):
                 actor_epoch = []
                 for idx in self._minibatches(batch.steps, actor_rng):
-                    info = actor_loss_terms(self.policy, _take(obs, idx), _take(actions, idx),
-                                            _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps, ent_coef)
+                    info = actor_loss_blocks(self._policy_twins(batch.steps), _take(obs, idx), _take(actions, idx),
+                                             _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps,
+                                             ent_coef, map_blocks)
                     actor_norms.append(self._step(("mu", "sigma"), self.policy, info.loss, lr_scale))
                     actor_epoch.append(info)
                 if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
@@ -414,6 +429,13 @@ class PPO:
         if cfg.normalize_advantages:
             advantages = normalize(advantages)
         return values, returns, advantages
+
+    def _policy_twins(self, rows: int) -> list[GaussianPolicy]:
+        """The policy and enough twins of it for the actor's row blocks (made once)."""
+        needed = -(-rows // ACTOR_BLOCK_ROWS)
+        while len(self._twins) < needed:
+            self._twins.append(self.policy.twin() if self._twins else self.policy)
+        return self._twins
 
     def _minibatches(self, n: int, rng: np.random.Generator):
         """Index arrays of shuffled minibatches, or a single ``None`` for the full batch."""

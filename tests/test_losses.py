@@ -158,3 +158,27 @@ def test_clipped_surrogate_kernel_matches_numpy_reference(dtype):
     np.testing.assert_allclose(grad_mu, ref_mu, **tol)
     np.testing.assert_allclose(grad_sigma, ref_sigma, **tol)
     np.testing.assert_allclose(stats, ref_stats, **tol)
+
+
+def test_actor_loss_in_row_blocks_equals_one_pass_and_threads_change_no_bit(tiny_config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from npppo.losses import ACTOR_BLOCK_ROWS, actor_loss_blocks, actor_loss_terms
+    from npppo.policy import GaussianPolicy
+
+    policy = GaussianPolicy(3, 2, tiny_config(sigma_mode="softplus", dtype="float64"), np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    n = 2 * ACTOR_BLOCK_ROWS + 7  # three blocks
+    obs, actions = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
+    old_log_prob, advantages = rng.normal(size=n) - 2.0, rng.normal(size=n)
+    whole = actor_loss_terms(policy, obs, actions, old_log_prob, advantages, 0.2, 0.01)
+    whole_grad = policy.grad.copy()
+    twins = [policy, policy.twin(), policy.twin()]
+    blocks = actor_loss_blocks(twins, obs, actions, old_log_prob, advantages, 0.2, 0.01)
+    np.testing.assert_allclose(policy.grad, whole_grad, rtol=1e-10, atol=1e-14)
+    for name in ("loss", "entropy", "approx_kl", "clip_fraction", "ratio", "sigma_mean"):
+        assert getattr(blocks, name) == pytest.approx(getattr(whole, name), rel=1e-12), name
+    serial_grad = policy.grad.copy()
+    with ThreadPoolExecutor(2) as pool:
+        actor_loss_blocks(twins, obs, actions, old_log_prob, advantages, 0.2, 0.01, pool.map)
+    np.testing.assert_array_equal(policy.grad, serial_grad)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 
 import numpy as np
 
 from npppo.config import PPOConfig
-from npppo.errors import EnvError
+from npppo.errors import EnvError, WorkerError
 from npppo.sampler import Batch, Sampler
 
 BACKENDS = ("local", "ray")
@@ -59,6 +60,18 @@ def split_work(config: PPOConfig, slices: list[list[int]]) -> list[list[int]]:
     return [[steps[e] for e in env_ids] for env_ids in slices]
 
 
+def count_failure(w: int, failures: int, max_failures: int, reason: str) -> int:
+    """One more failure of worker w: WorkerError at ``max_failures`` in a row, else a line saying it is
+    replaced and its part collected again. Returns the new count."""
+    failures += 1
+    if failures >= max_failures:
+        raise WorkerError(f"rollout worker {w} failed {failures} times in a row (max_worker_failures="
+                          f"{max_failures}); the last failure: {reason}")
+    print(f"npppo: {reason.splitlines()[0]}; restarting it and collecting its part again ({failures}/{max_failures})",
+          file=sys.stderr)
+    return failures
+
+
 def collect(sampler: Sampler, config: PPOConfig, iteration: int, work: list[int], obs_stats) -> Batch:
     """One worker's part of an iteration's batch (see :func:`split_work`)."""
     if config.episodes_per_batch is not None:
@@ -81,3 +94,24 @@ class InProcess:
 
     def close(self) -> None:
         pass
+
+
+def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_seed: int, episodes_started):
+    """A sampler with its own environments and policy copy, kernels warmed (what a worker holds)."""
+    from npppo.envs import make_env
+    from npppo.policy import GaussianPolicy
+    from npppo.sampler import sample_actions
+
+    obs_dim, action_dim, low, high = spaces
+    policy = GaussianPolicy(obs_dim, action_dim, config, np.random.default_rng(0))
+    try:
+        envs = [make_env(env_spec) for _ in env_ids]
+    except EnvError as exc:
+        raise EnvError(f"a worker process cannot make the environment: {exc}. Workers make their own copies, so "
+                       "register the id in an importable module and pass 'module:Id', or use workers=1") from exc
+    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None)
+    sampler.episodes_started[:] = episodes_started
+    mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
+    sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
+                   np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
+    return sampler

@@ -17,39 +17,17 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import sys
 import traceback
 from typing import Any
 
 import numpy as np
 
-from npppo.backends import collect, split_work
+from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
-from npppo.errors import EnvError, WorkerError
+from npppo.errors import EnvError
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_seed: int, episodes_started):
-    """A sampler with its own environments and policy copy, kernels warmed (what a worker holds)."""
-    from npppo.envs import make_env
-    from npppo.policy import GaussianPolicy
-    from npppo.sampler import Sampler, sample_actions
-
-    obs_dim, action_dim, low, high = spaces
-    policy = GaussianPolicy(obs_dim, action_dim, config, np.random.default_rng(0))
-    try:
-        envs = [make_env(env_spec) for _ in env_ids]
-    except EnvError as exc:
-        raise EnvError(f"a worker process cannot make the environment: {exc}. Workers make their own copies, so "
-                       "register the id in an importable module and pass 'module:Id', or use workers=1") from exc
-    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None)
-    sampler.episodes_started[:] = episodes_started
-    mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
-    sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
-                   np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
-    return sampler
 
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started) -> None:
@@ -161,12 +139,7 @@ class LocalWorkers:
                 if own_check:  # npppo's own finding (a NaN observation): the same again on a retry
                     raise EnvError(text)
                 payload = f"the environment in worker {w} raised {name}: {text}\n{trace}"
-            failures += 1
-            if failures >= self.max_failures:
-                raise WorkerError(f"rollout worker {w} failed {failures} times in a row (max_worker_failures="
-                                  f"{self.max_failures}); the last failure: {payload}")
-            print(f"npppo: {payload.splitlines()[0]}; restarting it and collecting its part again "
-                  f"({failures}/{self.max_failures})", file=sys.stderr)
+            failures = count_failure(w, failures, self.max_failures, payload)
             self._stop(w)
             self._start(w)
             self._receive(w, None)  # "ready"

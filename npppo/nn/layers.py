@@ -20,6 +20,7 @@ and checkpoints store it.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -190,6 +191,17 @@ class FlatModel:
                 named[f"{layer.name}.weight"], named[f"{layer.name}.bias"] = layer.weight, layer.bias
         named.update({name: view for name, (view, _) in self.extra.items()})
         return named
+
+    def twin(self) -> FlatModel:
+        """A copy that shares ``params`` but has its own gradient and layer buffers, so that two blocks
+        of rows can go forward and backward at the same time (their gradients summed afterwards)."""
+        twin = copy.deepcopy(self)
+        twin.params = self.params
+        for part in twin.parts:
+            part.bind(self.params, twin.grad, twin.part_ranges[part.name][0])
+        twin.extra = {name: (self.params[slice(*self.part_ranges[name])], twin.grad[slice(*self.part_ranges[name])])
+                      for name in self.extra}
+        return twin
 
     def set_params(self, values: np.ndarray) -> None:
         """Copy ``values`` into the flat vector (in place, so every view stays valid)."""

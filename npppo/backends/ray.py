@@ -1,0 +1,159 @@
+"""Rollout workers as Ray actors: the local workers' samplers, on a Ray cluster (``pip install 'npppo[ray]'``).
+
+Each actor (``num_cpus=1``) holds what a local worker holds (:func:`npppo.backends.make_sampler`):
+its slice of the environments and a warmed policy copy. Per iteration the learner puts the flat
+parameters and the observation statistics into the object store once (one ``ray.put``, not a copy
+per actor) and each actor returns its part of the batch as NumPy arrays (read-only out of the object
+store: joining the parts copies them). The parts are joined in actor (so environment) order, so the
+run is the same bits as with the local backend and the same worker count.
+
+Without an address a local Ray is started with ``num_cpus`` equal to the worker count (the learner
+runs in the driver) and shut down with the run; with one (``"auto"`` finds a running cluster) the
+actors join that cluster. An environment given as ``module:Id`` has its module shipped to the
+actors through Ray's ``runtime_env``. A lost actor is replaced and its part collected again with
+the same seeds; an environment that raises is retried the same way, at most ``max_failures`` times
+in a row.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from npppo.backends import collect, count_failure, make_sampler, split_work
+from npppo.config import PPOConfig
+from npppo.errors import EnvError, NpppoError
+from npppo.sampler import Batch
+
+INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
+
+
+def import_ray():
+    """The ``ray`` module, or one line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise NpppoError(INSTALL) from None
+    return ray
+
+
+class _SamplerActor:
+    """A worker as a Ray actor (wrapped with ``ray.remote(num_cpus=1)`` when Ray is there)."""
+
+    def __init__(self, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int,
+                 episodes_started) -> None:
+        from npppo.threads import set_num_threads
+
+        set_num_threads(1)
+        self.config = PPOConfig.from_dict(config_dict)
+        self.sampler = make_sampler(env_spec, self.config, spaces, env_ids, run_seed, episodes_started)
+
+    def ready(self) -> bool:
+        return True
+
+    def collect(self, iteration: int, shared, work):
+        params, obs_stats = shared
+        self.sampler.policy.set_params(params)
+        batch = collect(self.sampler, self.config, iteration, work, obs_stats)
+        return batch, self.sampler.episodes_started.copy()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def runtime_env(env_spec) -> dict:
+    """Ray's runtime_env that ships the module of a ``module:Id`` environment to the actors."""
+    env_id = getattr(env_spec, "env_id", env_spec)
+    if not isinstance(env_id, str) or ":" not in env_id:
+        return {}
+    module = env_id.partition(":")[0]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    spec = importlib.util.find_spec(module.split(".")[0])
+    if spec is None or spec.origin is None:
+        raise EnvError(f"environment {env_id!r}: cannot find module {module!r} to ship to the Ray workers; run "
+                       "from the folder that holds it, or install it on every node")
+    origin = Path(spec.origin)
+    if "site-packages" in origin.parts:
+        return {}  # an installed package: the nodes have it (or need it installed, like npppo itself)
+    if origin.name == "__init__.py":
+        return {"py_modules": [str(origin.parent)]}
+    return {"working_dir": str(origin.parent), "excludes": ["runs/", "*.npz", ".git/"]}
+
+
+class RayWorkers:
+    """``len(slices)`` Ray actors, actor w owning the environments ``slices[w]``."""
+
+    def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
+                 episodes_started: list[int], max_failures: int = 3, address: str | None = None) -> None:
+        self.ray = ray = import_ray()
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            ray.init(address=address, num_cpus=None if address else len(slices), include_dashboard=False,
+                     runtime_env=runtime_env(env_spec) or None, logging_level="ERROR", log_to_driver=True)
+        self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_SamplerActor)
+        self.args = (env_spec, config.to_dict(), spaces)
+        self.slices, self.run_seed, self.max_failures = slices, run_seed, max_failures
+        self.work = split_work(config, slices)
+        self.started = [np.asarray(episodes_started)[ids] for ids in slices]
+        self.actors = [self._start(w) for w in range(len(slices))]
+        try:
+            self._get_all([actor.ready.remote() for actor in self.actors], lambda w: self.actors[w].ready.remote())
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, w: int):
+        return self.actor_class.remote(*self.args, self.slices[w], self.run_seed, self.started[w])
+
+    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
+        shared = self.ray.put((params, obs_stats))
+
+        def submit(w: int):
+            return self.actors[w].collect.remote(iteration, shared, self.work[w])
+
+        parts = self._get_all([submit(w) for w in range(len(self.actors))], submit)
+        for w, (_, started) in enumerate(parts):
+            self.started[w] = started
+        return Batch.concatenate([batch for batch, _ in parts])
+
+    def episodes_started(self) -> list[int]:
+        """Fixed-step batches: how many episodes each of the run's environments has begun."""
+        return np.concatenate(self.started).tolist()
+
+    def _get_all(self, refs: list, resubmit) -> list:
+        """Each actor's result; a lost actor is replaced and asked again (``resubmit(w)``)."""
+        ray = self.ray
+        results = []
+        for w, ref in enumerate(refs):
+            failures = 0
+            while True:
+                try:
+                    results.append(ray.get(ref))
+                    break
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                    if isinstance(cause, EnvError):  # npppo's own finding: the same again on a retry
+                        raise EnvError(str(cause)) from None
+                    reason = f"the environment in worker {w} raised {type(cause).__name__}: {cause}\n{exc}"
+                except ray.exceptions.RayActorError as exc:
+                    reason = f"worker {w} (a Ray actor) was lost: {type(exc).__name__}"
+                failures = count_failure(w, failures, self.max_failures, reason)
+                ray.kill(self.actors[w], no_restart=True)
+                self.actors[w] = self._start(w)
+                ray.get(self.actors[w].ready.remote())
+                ref = resubmit(w)
+        return results
+
+    def close(self) -> None:
+        """Stop the actors, and the local Ray if this run started it."""
+        for actor in getattr(self, "actors", []):
+            self.ray.kill(actor, no_restart=True)
+        self.actors = []
+        if self.started_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+            self.started_ray = False

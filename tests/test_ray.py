@@ -1,0 +1,82 @@
+"""The Ray backend: the same bits as local workers, a lost actor replaced without changing the result,
+a failing environment stopping the run, and a one-line error without the extra. Ray starts once per
+test session (about 10 s here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npppo import PPO, WorkerError
+from npppo.backends.ray import runtime_env
+from npppo.envs import EnvFactory
+
+HERE = Path(__file__).parent
+ENV = EnvFactory("Pendulum-v1", max_episode_steps=50)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")  # the test extra installs it; CI runs these tests
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"working_dir": str(HERE), "excludes": ["golden/", "__pycache__/"]})
+    yield ray
+    ray.shutdown()
+
+
+def run(config, backend: str, steps: int, env=ENV, callback=None) -> PPO:
+    with PPO(env, config, seed=9, workers=2, backend=backend) as agent:
+        agent.learn(steps, callback=callback)
+    return agent
+
+
+@pytest.mark.parametrize("changes", [
+    {"num_envs": 3, "episodes_per_batch": 5},
+    {"num_envs": 3, "episodes_per_batch": None, "steps_per_batch": 240, "batch_size": 64, "normalize_obs": True},
+])
+def test_ray_and_local_workers_give_identical_runs(ray_session, tiny_config, changes):
+    config = tiny_config(**changes)
+    local, remote = run(config, "local", 720), run(config, "ray", 720)
+    np.testing.assert_array_equal(remote.policy.params, local.policy.params)
+    np.testing.assert_array_equal(remote.critic.params, local.critic.params)
+    assert remote.episodes_started == local.episodes_started
+
+
+def test_a_killed_actor_costs_one_recollected_part_and_no_change(ray_session, tiny_config, capsys):
+    config = tiny_config(num_envs=2, episodes_per_batch=4)
+    straight = run(config, "ray", 800)
+
+    def kill_actor(agent, metrics):
+        if metrics["iteration"] == 2:
+            ray_session.kill(agent._backend.actors[0], no_restart=True)
+
+    killed = run(config, "ray", 800, callback=kill_actor)
+    np.testing.assert_array_equal(killed.policy.params, straight.policy.params)
+    assert "worker 0 (a Ray actor) was lost" in capsys.readouterr().err
+
+
+def test_an_environment_that_keeps_raising_stops_the_run(ray_session, tiny_config):
+    agent = PPO("envs_for_tests:FailingPendulum-v0", tiny_config(), workers=2, backend="ray", max_worker_failures=2)
+    with pytest.raises(WorkerError, match=r"failed 2 times.*the simulator fell over"), agent:
+        agent.learn(100)
+
+
+def test_a_module_environment_is_shipped_with_its_folder():
+    assert runtime_env("envs_for_tests:SlowPendulum-v0")["working_dir"] == str(HERE)
+    assert runtime_env("Pendulum-v1") == {}
+    assert runtime_env(EnvFactory("gymnasium:Pendulum-v1")) == {}  # an installed package: nothing to ship
+
+
+def test_without_ray_the_backend_is_one_line_and_exit_status_1(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from npppo.cli import main\n"
+            "sys.exit(main(['train', '--backend', 'ray', '--workers', '2', '--steps', '10', '--out', sys.argv[1]]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "npppo: error: the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
+    assert not (tmp_path / "run").exists()
