@@ -480,19 +480,25 @@ def eval_command(args: argparse.Namespace) -> int:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames only: pygame opens no window
         spec = EnvFactory(args.env or base.env_id, kwargs, args.max_episode_steps or base.max_episode_steps)
     env = getattr(spec, "env_id", spec)
-    frames: list | None = [] if args.video is not None else None
+    from npppo.video import VideoWriter
+
+    video = VideoWriter(args.video, args.fps) if args.video is not None else None
     try:
-        mean, std = agent.evaluate(episodes=args.episodes, env=spec, frames=frames)
+        mean, std = agent.evaluate(episodes=args.episodes, env=spec, frames=video)
     except (ImportError, gym_missing()) as exc:  # pygame, for the classic-control environments
+        if video is not None:
+            video.abort()
         raise NpppoError(f"rendering {env} needs a package that is missing ({exc}): "
                          "pip install 'npppo[render]'") from None
+    except BaseException:
+        if video is not None:
+            video.abort()
+        raise
     print(f"{path} on {env}: return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
           f"(deterministic policy, iteration {agent.iteration}, {agent.num_timesteps:,} env steps)")
-    if frames is not None:
-        from npppo.video import write_video
-
-        write_video(args.video, frames, fps=args.fps)
-        print(f"npppo: wrote {args.video} ({len(frames)} frames at {args.fps} frames/s)")
+    if video is not None:
+        video.close()
+        print(f"npppo: wrote {args.video} ({video.count} frames at {args.fps} frames/s)")
     return 0
 
 

@@ -9,11 +9,11 @@ import numpy as np
 
 
 def evaluate(act: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int,
-             seed: int = 10_000, frames: list | None = None) -> tuple[float, float]:
+             seed: int = 10_000, frames=None) -> tuple[float, float]:
     """(mean, std) of the return over ``episodes`` episodes of ``env``, episode k reset with seed
-    ``seed + k``; ``act`` maps one observation (obs_dim,) to an action (action_dim,). With a list
-    ``frames``, ``env.render()`` is appended to it after each reset and each step (for a video of an
-    environment made with ``render_mode="rgb_array"``)."""
+    ``seed + k``; ``act`` maps one observation (obs_dim,) to an action (action_dim,). With ``frames``
+    (a list, or anything with ``append`` such as :class:`npppo.video.VideoWriter`), ``env.render()``
+    is appended to it after each reset and each step (for an env made with ``render_mode="rgb_array"``)."""
     totals = []
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)

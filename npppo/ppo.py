@@ -247,7 +247,7 @@ class PPO:
         return obs
 
     def evaluate(self, episodes: int = 10, env: EnvSpec | None = None, seed: int = 10_000,
-                 deterministic: bool = True, frames: list | None = None) -> tuple[float, float]:
+                 deterministic: bool = True, frames=None) -> tuple[float, float]:
         """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`;
         ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``)."""
         eval_env = self._make_env(env)
