@@ -249,10 +249,11 @@ class PPO:
         return obs
 
     def evaluate(self, episodes: int = 10, env: EnvSpec | None = None, seed: int = 10_000,
-                 deterministic: bool = True) -> tuple[float, float]:
-        """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`)."""
+                 deterministic: bool = True, frames=None) -> tuple[float, float]:
+        """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`;
+        ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``)."""
         eval_env = self._make_env(env)
-        return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed)
+        return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames)
 
     # ------------------------------------------------------------------ training
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> list[dict]:

@@ -272,3 +272,11 @@ def test_eval_of_several_runs_prints_each_and_their_iqm_with_a_confidence_interv
     scores = [float(line.split("return ")[1].split(" ±")[0]) for line in lines[:3]]
     assert lines[3].startswith(f"over 3 runs (each scored by its mean return): mean {np.mean(scores):.1f} ± ")
     assert f"IQM {np.mean(scores):.1f} [95% CI " in lines[3]  # 3 runs: the IQM drops none
+
+
+def test_steps_help_says_whole_episode_batches_may_overshoot(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "overshoot N by less than one batch" in text
+    assert "--eval-every N" in text and "--eval-episodes K" in text
