@@ -8,7 +8,9 @@ This module is the only reader and writer of the format (version 2):
   command line, the run's options under ``"run"``;
 * arrays: ``policy.params`` / ``critic.params`` with their layer tables ``policy.layers`` /
   ``critic.layers`` (:data:`npppo.nn.layers.LAYER_DTYPE`), ``optim.<group>.<state>``,
-  ``obs_rms.mean`` / ``.var`` / ``.count`` and ``action_low`` / ``action_high``.
+  ``obs_rms.mean`` / ``.var`` / ``.count``, ``return_rms.mean`` / ``.var`` / ``.count`` (the reward
+  normalisation's statistics of the discounted return; training only: inference does not use them)
+  and ``action_low`` / ``action_high``.
 
 :mod:`npppo.inference` reads the same format with NumPy alone.
 
@@ -54,6 +56,9 @@ def snapshot(agent) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if agent.obs_rms is not None:
         arrays.update({"obs_rms.mean": agent.obs_rms.mean, "obs_rms.var": agent.obs_rms.var,
                        "obs_rms.count": np.array(agent.obs_rms.count)})
+    if agent.reward_normalizer is not None:
+        rms = agent.reward_normalizer.return_rms
+        arrays.update({"return_rms.mean": rms.mean, "return_rms.var": rms.var, "return_rms.count": np.array(rms.count)})
     meta = {
         "config": agent.config.to_dict(), "seed": agent.seed, "env_id": agent.env_id,
         "env": _env_record(agent.env_spec),
@@ -99,6 +104,7 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez to a temporary file beside ``path``, fsync, then rename over ``path``."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is a file like any other
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
@@ -112,6 +118,13 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -196,6 +209,11 @@ def load(cls, path: str | Path, env=None):
             agent.obs_rms.mean = np.array(arrays["obs_rms.mean"], np.float64)
             agent.obs_rms.var = np.array(arrays["obs_rms.var"], np.float64)
             agent.obs_rms.count = float(arrays["obs_rms.count"])
+        if agent.reward_normalizer is not None:
+            rms = agent.reward_normalizer.return_rms
+            rms.mean = np.array(arrays["return_rms.mean"], np.float64)
+            rms.var = np.array(arrays["return_rms.var"], np.float64)
+            rms.count = float(arrays["return_rms.count"])
         agent.iteration = int(meta["iteration"])
         agent.num_timesteps = int(meta["num_timesteps"])
         agent.episodes_started = [int(n) for n in meta["episodes_started"]]

@@ -3,8 +3,9 @@
     npppo train                                  # the tuned pendulum preset on Pendulum-v1
     npppo train --preset lunarlander --seed 1    # LunarLanderContinuous-v3 (pip install 'npppo[box2d]')
     npppo train --resume runs/Pendulum-v1-pendulum-0-20250101-120000
-    npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000
-    npppo plot runs/Pendulum-v1-pendulum-*  --out pendulum.png
+    npppo train --seeds 0 1 2 --out runs/three   # runs/three/seed_0, seed_1, seed_2
+    npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000 [--video clip.mp4]
+    npppo plot runs/three --out pendulum.png
     npppo bench
 
 A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``progress.csv`` (one
@@ -73,19 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
                "  npppo train --steps 20000 --out runs/quick    # a short run into a chosen folder\n"
                "  npppo train --preset seed --seed 3            # the seed's system, exactly\n"
                "  npppo train --preset lunarlander              # needs: pip install 'npppo[box2d]'\n"
+               "  npppo train --env Hopper-v5                   # the mujoco preset (pip install 'npppo[mujoco]')\n"
                "  npppo train --config runs/quick/config.json --env MountainCarContinuous-v0\n"
                "  npppo train --resume runs/quick               # continue an interrupted run exactly\n"
-               "  npppo train --resume runs/quick --steps 200000  # ... or extend a finished one\n\n"
+               "  npppo train --resume runs/quick --steps 200000  # ... or extend a finished one\n"
+               "  npppo train --seeds 0 1 2 --out runs/three     # runs/three/seed_0, ...; npppo plot runs/three\n\n"
                "Ctrl-C saves a checkpoint of the last completed iteration; --resume continues from it.",
     )
     train.add_argument("--env", metavar="ID", help="Gymnasium id (default: the preset's environment)")
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--preset", metavar="NAME", help=f"a named config (default: {DEFAULT_PRESET})")
+    source.add_argument("--preset", metavar="NAME",
+                        help=f"a named config (default: the preset made for --env if there is one, else PPOConfig's "
+                             f"defaults; {DEFAULT_PRESET} without --env)")
     source.add_argument("--config", metavar="FILE", type=Path,
                         help="a JSON config: PPOConfig fields, or a preset-style {env, steps, config}")
     train.add_argument("--steps", type=_count, metavar="N",
-                       help="env steps in all (default: the preset's, 100000 for pendulum)")
-    train.add_argument("--seed", type=_seed, metavar="S", help="run seed (default: 0)")
+                       help="env steps in all (default: the preset's, 100000 for pendulum); a run stops at the first "
+                            "iteration that reaches N, so whole-episode batches may overshoot N by less than one batch")
+    seeds = train.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_seed, metavar="S", help="run seed (default: 0)")
+    seeds.add_argument("--seeds", type=_seed, nargs="+", metavar="S",
+                       help="train several seeds, each into OUT/seed_S (then: npppo plot OUT draws them all)")
+    train.add_argument("--parallel", type=_count, metavar="N",
+                       help="with --seeds: runs side by side (default: as many as fit the usable cores, counting "
+                            "each run's --workers; never more processes than cores)")
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder (default: runs/<env>-<preset>-<seed>-<YYYYmmdd-HHMMSS>)")
     train.add_argument("--resume", type=Path, metavar="DIR",
@@ -111,19 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
                             "(its own seeds); logged in progress.csv, the best kept as best.npz")
     train.add_argument("--eval-episodes", type=_count, default=10, metavar="K",
                        help="episodes per evaluation (default: 10)")
+    train.add_argument("--tensorboard", type=Path, metavar="DIR",
+                       help="also write progress.csv's scalars as TensorBoard event files into DIR "
+                            "(pip install 'npppo[tensorboard]'; view with: tensorboard --logdir DIR)")
 
     evaluate = commands.add_parser(
         "eval", formatter_class=formatter, help="mean ± std return of a saved policy",
         description="Run the deterministic policy (the mean action) for some episodes; print mean ± std return.",
         epilog="examples:\n"
                "  npppo eval runs/quick                   # the run's model.npz (or checkpoint.npz)\n"
+               "  npppo eval runs/hopper-s0 runs/hopper-s1 runs/hopper-s2   # ... and over runs: IQM [95% CI]\n"
                "  npppo eval runs/quick/model.npz --episodes 50\n"
-               "  npppo eval runs/quick --render --episodes 3",
+               "  npppo eval runs/quick --render --episodes 3\n"
+               "  npppo eval runs/quick --video pendulum.mp4 --episodes 2   # or pendulum.gif",
     )
-    evaluate.add_argument("path", type=Path, metavar="PATH", help="a run folder or a .npz checkpoint")
+    evaluate.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                          help="a run folder or a .npz checkpoint; several (e.g. one per seed) also print their "
+                               "mean ± std and interquartile mean with a 95%% bootstrap CI")
     evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
     evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
-    evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
+    shown = evaluate.add_mutually_exclusive_group()
+    shown.add_argument("--render", action="store_true",
+                       help="show the episodes in a window (needs a display and pip install 'npppo[render]')")
+    shown.add_argument("--video", type=Path, metavar="FILE",
+                       help="record the episodes to FILE.mp4 or FILE.gif from rgb_array frames "
+                            "(pip install 'npppo[video]'; Pendulum also needs 'npppo[render]')")
+    evaluate.add_argument("--fps", type=_count, default=30, metavar="N",
+                          help="frames per second of --video (default: 30)")
     _env_options(evaluate)
 
     plot = commands.add_parser(
@@ -132,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs are drawn as their mean with a min-max band.",
         epilog="examples:\n"
                "  npppo plot runs/quick                           # writes runs/quick/returns.png\n"
+               "  npppo plot runs/three                           # the seed_* runs of train --seeds\n"
                "  npppo plot runs/pendulum-s0 runs/pendulum-s1 runs/pendulum-s2 --out pendulum.png",
     )
-    plot.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run folders")
+    plot.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                      help="run folders; a folder of seed_* runs (from train --seeds) stands for all of them")
     plot.add_argument("--out", type=Path, metavar="PNG",
                       help="image file (default: DIR/returns.png for one run, returns.png for several)")
 
@@ -175,6 +203,10 @@ def holds_run(folder: Path) -> list[str]:
 def train_command(args: argparse.Namespace) -> int:
     from npppo.threads import requested_threads, set_num_threads
 
+    if args.seeds is not None:
+        return seeds_command(args)
+    if args.parallel is not None:
+        raise NpppoError("--parallel goes with --seeds (several runs side by side)")
     set_num_threads(args.threads or requested_threads() or 1)
     agent, out, run = _resume(args) if args.resume is not None else _fresh(args)
     with agent:  # the workers end with the command, whatever way it ends
@@ -202,8 +234,11 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     if not resumed:
         out.mkdir(parents=True, exist_ok=True)
         agent.config.to_json(out / "config.json")
+    if args.tensorboard is not None:
+        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
     options = RunOptions(total, args.checkpoint_every if not resumed else run.get("checkpoint_every", 10),
-                         run.get("eval_every"), run.get("eval_episodes", 10), run=run)
+                         run.get("eval_every"), run.get("eval_episodes", 10), run=run,
+                         tensorboard=run.get("tensorboard"))
     try:
         result = train(agent, out, options, resumed=resumed)
     except NpppoError:
@@ -227,6 +262,117 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     return 0
 
 
+def seeds_command(args: argparse.Namespace) -> int:
+    """``npppo train --seeds S1 S2 ...``: one run per seed into ``OUT/seed_S``, through :func:`train_command`,
+    one after another or side by side in processes (never more processes than usable cores in all)."""
+    from npppo.backends import usable_cores
+
+    if args.resume is not None:
+        raise NpppoError("--seeds starts new runs: resume each one with --resume OUT/seed_S")
+    seeds = list(dict.fromkeys(args.seeds))
+    parallel, workers = seed_plan(len(seeds), args.workers, args.parallel, usable_cores())
+    _, facts, preset_name, _ = _source(args)
+    env = args.env or facts.get("env") or "env"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{env.replace('/', '_').replace(':', '_')}-{preset_name}-seeds-{stamp}"
+    for seed in seeds:
+        existing = holds_run(out / f"seed_{seed}")
+        if existing:
+            raise NpppoError(f"{out / f'seed_{seed}'} already holds a run ({', '.join(existing)}): continue it with "
+                             f"`npppo train --resume {out / f'seed_{seed}'}`, or choose another --out")
+    jobs = [argparse.Namespace(**{**vars(args), "seeds": None, "parallel": None, "seed": seed,
+                                  "out": out / f"seed_{seed}", "workers": workers,
+                                  "tensorboard": args.tensorboard / f"seed_{seed}" if args.tensorboard else None})
+            for seed in seeds]
+    how = (f"{parallel} side by side" if parallel > 1 else "one after another") + \
+        f", {workers} worker{'s' if workers > 1 else ''} each"
+    print(f"npppo: training seeds {' '.join(map(str, seeds))} ({how}) -> {out}/seed_<S>/")
+    if parallel == 1:
+        for job in jobs:
+            status = train_command(job)
+            if status != 0:
+                return status
+    else:
+        status = _train_side_by_side(jobs, parallel)
+        if status != 0:
+            return status
+    print(f"next:  npppo plot {out}   (draws the {len(seeds)} seeds as their mean with a min-max band)")
+    return 0
+
+
+def seed_plan(runs: int, workers: int | str, parallel: int | None, cores: int) -> tuple[int, int]:
+    """(runs side by side, workers per run) for ``runs`` seeds: never more than ``cores`` processes in
+    all. ``workers="auto"`` shares the cores among the runs side by side (default: as many runs as
+    cores); a given ``workers`` N fits ``cores // N`` runs side by side unless ``parallel`` says fewer."""
+    if workers == "auto":
+        parallel = min(parallel or min(runs, cores), runs)
+        workers = max(1, cores // parallel)
+    else:
+        parallel = min(parallel or max(1, cores // int(workers)), runs)
+    if parallel * int(workers) > cores:
+        raise NpppoError(f"--parallel {parallel} runs × --workers {workers} = {parallel * int(workers)} processes, "
+                         f"more than the {cores} usable cores: lower --parallel or --workers")
+    return parallel, int(workers)
+
+
+def _train_side_by_side(jobs: list[argparse.Namespace], parallel: int) -> int:
+    """Run the jobs ``parallel`` at a time, each in a process of its own writing OUT/seed_S/train.log;
+    a line per finished seed. Ctrl-C is passed on to every run (each saves its checkpoint)."""
+    import multiprocessing
+    import os
+    import signal
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
+    waiting, running, statuses = list(jobs), {}, []
+    try:
+        while waiting or running:
+            while waiting and len(running) < parallel:
+                job = waiting.pop(0)
+                job.out.mkdir(parents=True, exist_ok=True)
+                process = context.Process(target=_seed_process, args=(job,), name=f"npppo-seed-{job.seed}")
+                process.start()
+                running[process] = job
+            for process in [p for p in running if not p.is_alive()]:
+                job = running.pop(process)
+                statuses.append(process.exitcode)
+                print(f"seed {job.seed}: {_last_line(job.out / 'train.log', process.exitcode)}", flush=True)
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        for process in running:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)  # each run saves its last completed iteration
+        for process, job in running.items():
+            process.join()
+            print(f"seed {job.seed}: {_last_line(job.out / 'train.log', process.exitcode)}", file=sys.stderr)
+        return INTERRUPTED
+    if any(status == INTERRUPTED for status in statuses):
+        return INTERRUPTED
+    return 0 if all(status == 0 for status in statuses) else 1
+
+
+def _seed_process(args: argparse.Namespace) -> None:
+    """One seed's run in its own process, its output in OUT/seed_S/train.log; exits with the run's status."""
+    with open(args.out / "train.log", "w", buffering=1) as log:
+        sys.stdout = sys.stderr = log
+        try:
+            status = train_command(args)
+        except NpppoError as exc:
+            print(f"npppo: error: {exc}")
+            status = 1
+        except KeyboardInterrupt:
+            print("npppo: interrupted")
+            status = INTERRUPTED
+    sys.exit(status)
+
+
+def _last_line(log: Path, status: int | None) -> str:
+    """What a finished run's log says about its outcome (its evaluation, or its error)."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    found = [line for line in lines if line.startswith(("evaluation:", "npppo: error:", "npppo: interrupted"))]
+    ending = found[-1] if found else (lines[-1] if lines else "(no output)")
+    return ending if status == 0 else f"{ending} (exit status {status}; log: {log})"
+
+
 def env_spec(env: str, kwargs: dict[str, Any] | None, max_episode_steps: int | None):
     """What to make an environment from: its id, or a factory when it has kwargs or a time limit."""
     from npppo.envs import EnvFactory
@@ -234,17 +380,26 @@ def env_spec(env: str, kwargs: dict[str, Any] | None, max_episode_steps: int | N
     return EnvFactory(env, kwargs or {}, max_episode_steps) if kwargs or max_episode_steps else env
 
 
-def _fresh(args: argparse.Namespace):
+def _source(args: argparse.Namespace):
+    """(config, run facts, name) of the preset or config file that ``args`` name."""
     from npppo import presets
-    from npppo.config import read_config_file
-    from npppo.ppo import PPO
+    from npppo.config import PPOConfig, read_config_file
 
     if args.config is not None:
         config, facts = read_config_file(args.config)
-        preset_name = args.config.stem
-    else:
-        preset_name = args.preset or DEFAULT_PRESET
-        config, facts = presets.load(preset_name)
+        return config, facts, args.config.stem, args.config.stem
+    preset_name = args.preset or (presets.for_env(args.env) if args.env else DEFAULT_PRESET)
+    if preset_name is None:  # --env names an environment that no preset was made for
+        return PPOConfig(), {}, "default", "default config"
+    config, facts = presets.load(preset_name)
+    described = preset_name if args.preset or not args.env else f"{preset_name} (the preset for {args.env})"
+    return config, facts, preset_name, described
+
+
+def _fresh(args: argparse.Namespace):
+    from npppo.ppo import PPO
+
+    config, facts, preset_name, described = _source(args)
     env = args.env or facts.get("env")
     if env is None:
         raise ConfigError(f"config file {args.config} names no environment: pass --env ID")
@@ -258,7 +413,7 @@ def _fresh(args: argparse.Namespace):
             f"`npppo train --resume {out}`, or choose another --out"
         )
     env_kwargs = args.env_kwargs if args.env_kwargs is not None else facts.get("env_kwargs", {})
-    run = {"env": env, "preset": preset_name, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
+    run = {"env": env, "preset": described, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
            "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every,
            "eval_episodes": args.eval_episodes}
     # unknown ids and unsupported spaces fail here, before any file is written
@@ -305,30 +460,74 @@ def _remove(paths: list[Path], folder: Path | None) -> None:
 
 # ---------------------------------------------------------------------------------------- eval, plot, bench
 def eval_command(args: argparse.Namespace) -> int:
+    scores = [_evaluate(path, args) for path in args.paths]
+    if len(scores) > 1:
+        from npppo.stats import summarize
+
+        summary = summarize(scores)
+        low, high = summary["iqm_ci95"]
+        print(f"over {len(scores)} runs (each scored by its mean return): mean {summary['mean']:.1f} ± "
+              f"{summary['std']:.1f}, IQM {summary['iqm']:.1f} [95% CI {low:.1f}, {high:.1f}] (bootstrap over runs)")
+    return 0
+
+
+def _evaluate(path: Path, args: argparse.Namespace) -> float:
+    """Evaluate one run folder or checkpoint, print its line, return its mean return."""
     from npppo.ppo import PPO
 
-    path = args.path
     if path.is_dir():
         found = [p for p in (path / "model.npz", path / "checkpoint.npz") if p.exists()]
         if not found:
             raise CheckpointError(f"{path} holds neither model.npz nor checkpoint.npz")
         path = found[0]
+    if args.render:
+        _check_display()
+    if args.video is not None:
+        from npppo.video import check_writer
+
+        check_writer(args.video)
     agent = PPO.load(path)
     spec = agent.env_spec
-    if args.env or args.env_kwargs is not None or args.max_episode_steps or args.render:
+    if args.env or args.env_kwargs is not None or args.max_episode_steps or args.render or args.video:
         from npppo.envs import EnvFactory
 
         base = spec if isinstance(spec, EnvFactory) else EnvFactory(spec if isinstance(spec, str) else agent.env_id)
         kwargs = {**base.kwargs, **(args.env_kwargs or {})}
-        if args.render:
-            _check_display()
-            kwargs["render_mode"] = "human"
+        if args.render or args.video:
+            kwargs["render_mode"] = "human" if args.render else "rgb_array"
+        if args.video:
+            import os
+
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames only: pygame opens no window
         spec = EnvFactory(args.env or base.env_id, kwargs, args.max_episode_steps or base.max_episode_steps)
     env = getattr(spec, "env_id", spec)
-    mean, std = agent.evaluate(episodes=args.episodes, env=spec)
+    from npppo.video import VideoWriter
+
+    video = VideoWriter(args.video, args.fps) if args.video is not None else None
+    try:
+        mean, std = agent.evaluate(episodes=args.episodes, env=spec, frames=video)
+    except (ImportError, gym_missing()) as exc:  # pygame, for the classic-control environments
+        if video is not None:
+            video.abort()
+        raise NpppoError(f"rendering {env} needs a package that is missing ({exc}): "
+                         "pip install 'npppo[render]'") from None
+    except BaseException:
+        if video is not None:
+            video.abort()
+        raise
     print(f"{path} on {env}: return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
           f"(deterministic policy, iteration {agent.iteration}, {agent.num_timesteps:,} env steps)")
-    return 0
+    if video is not None:
+        video.close()
+        print(f"npppo: wrote {args.video} ({video.count} frames at {args.fps} frames/s)")
+    return mean
+
+
+def gym_missing() -> type[Exception]:
+    """Gymnasium's error for a missing optional package (pygame for rendering)."""
+    import gymnasium
+
+    return gymnasium.error.DependencyNotInstalled
 
 
 def _check_display() -> None:
@@ -344,10 +543,11 @@ def _check_display() -> None:
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    from npppo.plotting import plot_runs
+    from npppo.plotting import expand_runs, plot_runs
 
+    dirs = expand_runs(args.dirs)
     out = args.out or (args.dirs[0] / "returns.png" if len(args.dirs) == 1 else Path("returns.png"))
-    print(f"npppo: wrote {plot_runs(args.dirs, out)}")
+    print(f"npppo: wrote {plot_runs(dirs, out)}" + (f" ({len(dirs)} runs)" if len(dirs) > 1 else ""))
     return 0
 
 

@@ -9,6 +9,15 @@ For an action ``a (D,)`` under mean ``mu (D,)`` and standard deviation ``sigma (
     d log pi / d sigma_d = (a_d - mu_d)^2 / sigma_d^3 - 1 / sigma_d
     d H / d sigma_d      = 1 / sigma_d,     d H / d mu_d = 0
 
+With ``action_squash="tanh"`` the environment receives ``a = low + (tanh(u) + 1)(high - low)/2`` of
+the Gaussian sample u (which the batch stores), and::
+
+    log pi(a) = log N(u; mu, sigma^2) - sum_d log |da_d/du_d|,
+    log |da/du| = log(1 - tanh(u)^2) + log((high - low) / 2) = 2 (log 2 - u - softplus(-2u)) + log((high - low)/2)
+
+The correction depends on u alone, not on mu or sigma: the derivatives above are unchanged, and it
+cancels in PPO's ratio (docs/math.md §4). The entropy term stays the Gaussian's H (of u).
+
 The compiled scalar forms below serve the rollout's sampling kernel and the fused actor loss
 (:mod:`npppo.losses`, which holds the derivatives); their NumPy references are
 :func:`npppo.inference.gaussian_log_prob` and :func:`npppo.inference.gaussian_entropy`. They use
@@ -20,10 +29,11 @@ from __future__ import annotations
 
 import math
 
-from npppo.inference import HALF_LOG_2PI
+from npppo.inference import HALF_LOG_2PI, LOG_2
 from npppo.jit import njit
 
 HALF_LOG_2PI = float(HALF_LOG_2PI)
+LOG_2 = float(LOG_2)
 
 
 @njit(inline="always", error_model="numpy")
@@ -37,3 +47,17 @@ def normal_log_density(action, mean, std):
 def normal_entropy(std):
     """H(N(mean, std^2)) = 1/2 + log(2 pi)/2 + log std, of one coordinate."""
     return 0.5 + HALF_LOG_2PI + math.log(std)
+
+
+@njit(inline="always", error_model="numpy")
+def tanh_squash(u, low, high):
+    """low + (tanh(u) + 1)(high - low)/2 of one coordinate, clipped to [low, high] against rounding."""
+    return min(max(low + (math.tanh(u) + 1.0) * (0.5 * (high - low)), low), high)
+
+
+@njit(inline="always", error_model="numpy")
+def tanh_log_det(u, low, high):
+    """log |da/du| of :func:`tanh_squash` for one coordinate: 2 (log 2 - u - softplus(-2u)) + log((high - low)/2)."""
+    x = -2.0 * u
+    softplus = max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    return 2.0 * (LOG_2 - u - softplus) + math.log(0.5 * (high - low))

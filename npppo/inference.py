@@ -19,7 +19,8 @@ checkpoint's metadata under ``"policy"``:
     x      = clip((obs - mean) / sqrt(var + OBS_EPS), -obs_clip, obs_clip)   if obs_clip is not None
     h      = trunk(x);   mu = mu_head(h)
     sigma  = sigma_head(h) + sigma_min   or  exp(params[log_std_offset : + action_dim])
-    action = clip(mu, low, high)         or  clip(mu + sigma * N(0, 1), low, high)
+    u      = mu                          or  mu + sigma * N(0, 1)          (deterministic or sampled)
+    action = clip(u, low, high)          or  low + (tanh(u) + 1) (high - low) / 2   (action_squash)
 
 Everything is computed in float64, whatever precision the policy was trained in.
 """
@@ -35,6 +36,7 @@ META_KEY = "__npppo__"
 FORMAT_VERSION = 2
 OBS_EPS = 1e-8  # keeps the normalisation finite for an observation that never varies
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+LOG_2 = np.log(2.0)
 
 
 def _sigmoid(z):
@@ -61,6 +63,22 @@ def gaussian_log_prob(actions, mu, sigma):
 def gaussian_entropy(sigma):
     """Differential entropy of N(mu, diag(sigma^2)) summed over the last axis: (batch, D) -> (batch,)."""
     return np.sum(0.5 + HALF_LOG_2PI + np.log(sigma), axis=-1)
+
+
+def tanh_squash(u, low, high):
+    """The tanh-squashed action ``low + (tanh(u) + 1) (high - low) / 2`` of pre-squash samples u (batch, D),
+    clipped to [low, high] against rounding."""
+    return np.clip(low + (np.tanh(u) + 1.0) * (0.5 * (high - low)), low, high)
+
+
+def tanh_log_det(u, low, high):
+    """log |det da/du| of :func:`tanh_squash`, summed over the last axis: (batch, D) -> (batch,).
+
+    sum_d [log(1 - tanh(u_d)^2) + log((high_d - low_d) / 2)], with the stable form
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), which neither cancels nor underflows for large |u|.
+    The squashed log-density is ``gaussian_log_prob(u, mu, sigma) - tanh_log_det(u, low, high)``.
+    """
+    return np.sum(2.0 * (LOG_2 - u - np.logaddexp(0.0, -2.0 * u)) + np.log(0.5 * (high - low)), axis=-1)
 
 
 def normalize_observations(obs, mean, var, clip):
@@ -96,6 +114,7 @@ class Policy:
         self.parts = {part: layers[layers["part"] == part] for part in ("trunk", "mu_head", "sigma_head")}
         self.sigma_min, self.log_std_offset = float(facts["sigma_min"]), facts["log_std_offset"]
         self.obs_clip = facts["obs_clip"]
+        self.action_squash = facts.get("action_squash", "clip")  # absent in checkpoints from before the option
         if self.obs_clip is not None:
             self.obs_mean = np.asarray(arrays["obs_rms.mean"], np.float64)
             self.obs_var = np.asarray(arrays["obs_rms.var"], np.float64)
@@ -150,7 +169,7 @@ class Policy:
         """The action for ``obs`` (obs_dim,) -> (action_dim,), or a batch (k, obs_dim) -> (k, action_dim).
 
         Deterministic: mu(s); otherwise a sample of N(mu, sigma^2) from ``rng`` (a fresh one if None).
-        Either way clipped to the action space's bounds.
+        Either way clipped to the action space's bounds, or tanh-squashed into them (``action_squash``).
         """
         x, single = self._features(obs)
         mu, sigma = self._distribution(x)
@@ -159,7 +178,10 @@ class Policy:
         else:
             rng = rng if rng is not None else np.random.default_rng()
             actions = mu + sigma * rng.standard_normal(mu.shape)
-        actions = np.clip(actions, self.action_low, self.action_high)
+        if self.action_squash == "tanh":
+            actions = tanh_squash(actions, self.action_low, self.action_high)
+        else:
+            actions = np.clip(actions, self.action_low, self.action_high)
         return actions[0] if single else actions
 
     def value(self, obs: np.ndarray) -> np.ndarray | float:

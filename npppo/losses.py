@@ -12,6 +12,9 @@ Actor (clipped surrogate with entropy bonus), over a batch of N samples::
     dL/dmu, dL/dsigma  follow from d log pi / d(mu, sigma) and dH/dsigma = 1/sigma
                        (:mod:`npppo.distributions`), then the policy's backward.
 
+With a tanh-squashed policy (``squash_bounds``), log pi includes the log-determinant of the squash,
+which depends on the stored sample alone: it cancels in r_t and leaves every derivative unchanged.
+
 Critic (squared error), over N samples, optionally clipped around the old values (PPO2-style)::
 
     L = (1/N) sum_t (V_t - G_t)^2                      dL/dV_t = (2/N)(V_t - G_t)
@@ -29,16 +32,20 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from npppo.critic import Critic
-from npppo.distributions import normal_entropy, normal_log_density
+from npppo.distributions import normal_entropy, normal_log_density, tanh_log_det
 from npppo.inference import gaussian_entropy, gaussian_log_prob
+from npppo.inference import tanh_log_det as reference_tanh_log_det
 from npppo.jit import njit
 from npppo.policy import GaussianPolicy
 
 
 @njit(error_model="numpy")
 def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
-                           grad_mu, grad_sigma, stats):
+                           grad_mu, grad_sigma, stats, squash_bounds):
     """Fused actor-loss kernel: returns L and writes dL/dmu, dL/dsigma (batch, D).
+
+    squash_bounds (2, D) float64: the tanh squash's low and high (log pi is then the squashed
+    action's), or (0, D) for an unsquashed Gaussian.
 
     stats (4,) receives: mean entropy, approx KL (the k3 estimator E[(r - 1) - log r]),
     clip fraction (share of |r - 1| > eps), mean ratio.
@@ -50,12 +57,15 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     kl_sum = 0.0
     clipped_count = 0.0
     ratio_sum = 0.0
+    squash = squash_bounds.shape[0] > 0
     for i in range(n):
         log_prob = 0.0
         entropy = 0.0
         for d in range(dims):
             log_prob += normal_log_density(actions[i, d], mu[i, d], sigma[i, d])
             entropy += normal_entropy(sigma[i, d])
+            if squash:
+                log_prob -= tanh_log_det(actions[i, d], squash_bounds[0, d], squash_bounds[1, d])
         log_ratio = log_prob - old_log_prob[i]
         ratio = math.exp(log_ratio)
         advantage = advantages[i]
@@ -83,10 +93,13 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     return loss
 
 
-def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef):
+def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
+                                     squash_bounds=None):
     """(loss, dL/dmu, dL/dsigma, stats) of :func:`clipped_surrogate_grad` in plain NumPy (for the tests)."""
     n = actions.shape[0]
     log_prob = gaussian_log_prob(actions, mu, sigma)
+    if squash_bounds is not None:
+        log_prob = log_prob - reference_tanh_log_det(actions, squash_bounds[0], squash_bounds[1])
     entropy = gaussian_entropy(sigma)
     log_ratio = log_prob - old_log_prob
     ratio = np.exp(log_ratio)
@@ -127,17 +140,21 @@ def actor_loss_terms(
     advantages: np.ndarray,
     clip_eps: float,
     ent_coef: float,
+    squash_bounds: np.ndarray | None = None,
 ) -> ActorLossInfo:
     """Forward, loss and backward: leaves dL/dθ in ``policy.grad`` and returns the diagnostics.
 
-    obs (N, obs_dim), actions (N, D), old_log_prob (N,), advantages (N,).
+    obs (N, obs_dim), actions (N, D), old_log_prob (N,), advantages (N,); squash_bounds (2, D) the
+    action space's low and high for a tanh-squashed policy (then actions are pre-squash samples u).
     """
     mu, sigma = policy.forward(obs)
     grad_mu = np.empty_like(mu)
     grad_sigma = np.empty_like(sigma)
     stats = np.zeros(4)
+    bounds = (np.empty((0, mu.shape[1])) if squash_bounds is None
+              else np.ascontiguousarray(squash_bounds, dtype=np.float64))
     loss = clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
-                                  grad_mu, grad_sigma, stats)
+                                  grad_mu, grad_sigma, stats, bounds)
     policy.backward(grad_mu, grad_sigma)
     return ActorLossInfo(float(loss), *map(float, stats), float(np.mean(sigma)))
 
@@ -151,6 +168,7 @@ def actor_loss_blocks(
     clip_eps: float,
     ent_coef: float,
     map_blocks=map,
+    squash_bounds: np.ndarray | None = None,
 ) -> ActorLossInfo:
     """:func:`actor_loss_terms` over N rows cut into ``ceil(N / ACTOR_BLOCK_ROWS)`` contiguous blocks.
 
@@ -158,15 +176,16 @@ def actor_loss_blocks(
     diagnostic. Block k runs on ``policies[k]``, a twin of ``policies[0]`` (shared parameters, its own
     gradient and buffers: :meth:`npppo.nn.layers.FlatModel.twin`), so ``map_blocks`` may run the
     blocks side by side (a thread pool's ``map``); the gradient lands in ``policies[0].grad``.
+    ``squash_bounds``: as for :func:`actor_loss_terms`.
     """
     n = obs.shape[0]
     bounds = np.linspace(0, n, -(-n // ACTOR_BLOCK_ROWS) + 1).astype(int)
     if len(bounds) == 2:
-        return actor_loss_terms(policies[0], obs, actions, old_log_prob, advantages, clip_eps, ent_coef)
+        return actor_loss_terms(policies[0], obs, actions, old_log_prob, advantages, clip_eps, ent_coef, squash_bounds)
     blocks = [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
     infos = list(map_blocks(lambda k: actor_loss_terms(policies[k], obs[blocks[k]], actions[blocks[k]],
                                                         old_log_prob[blocks[k]], advantages[blocks[k]], clip_eps,
-                                                        ent_coef), range(len(blocks))))
+                                                        ent_coef, squash_bounds), range(len(blocks))))
     weights = [(block.stop - block.start) / n for block in blocks]
     grad = policies[0].grad
     grad *= grad.dtype.type(weights[0])
@@ -184,13 +203,15 @@ def actor_loss_and_grad(
     advantages: np.ndarray,
     clip_eps: float,
     ent_coef: float,
+    squash_bounds: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """(L_actor, dL/dθ) with dL/dθ shaped like ``policy.params`` (a copy).
 
-    obs (N, obs_dim), actions (N, D) as sampled, old_log_prob (N,) of π_θold, advantages (N,).
+    obs (N, obs_dim), actions (N, D) as sampled, old_log_prob (N,) of π_θold, advantages (N,);
+    squash_bounds (2, D): the bounds of a tanh-squashed policy (actions are then the pre-squash u).
     """
     args = [np.ascontiguousarray(x, dtype=policy.dtype) for x in (obs, actions, old_log_prob, advantages)]
-    info = actor_loss_terms(policy, *args, clip_eps, ent_coef)
+    info = actor_loss_terms(policy, *args, clip_eps, ent_coef, squash_bounds)
     return info.loss, policy.grad.copy()
 
 

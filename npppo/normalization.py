@@ -1,4 +1,4 @@
-"""Running mean and variance of observations, merged batch by batch (Chan et al. 1979).
+"""Running mean and variance of observations (and of discounted returns), merged batch by batch (Chan et al. 1979).
 
 Merging a batch with mean m_b, variance v_b and count n_b into (m, v, n)::
 
@@ -7,6 +7,16 @@ Merging a batch with mean m_b, variance v_b and count n_b into (m, v, n)::
     v' = (v n + v_b n_b + δ² n n_b / N) / N
 
 Observations are normalised by :func:`npppo.inference.normalize_observations`.
+
+Rewards (``normalize_rewards``, as SB3's VecNormalize does) are divided by the running standard
+deviation of the discounted return ``R_t = gamma R_{t-1} + r_t`` (R restarting at 0 at each segment's
+first row), clipped to ±reward_clip. Unlike VecNormalize, which updates after every environment step
+in whatever order the environments run, the statistics are updated once per batch, in the learner,
+from the batch's rows in their stored (episode or environment) order, so the result is the same for
+any worker count. Each batch is scaled by the statistics *including* it (update, then scale): the
+workers never see these statistics, so nothing forces a lag, and the first batch is then scaled by
+its own spread rather than by 1. A segment is an episode, or the part of one inside this batch
+(fixed-step batches cut episodes at the batch's end; the return restarts at the next batch's first row).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from npppo.inference import OBS_EPS, normalize_observations
+from npppo.jit import njit
 
 
 class RunningMeanStd:
@@ -43,3 +54,39 @@ class RunningMeanStd:
     def kernel_stats(self) -> np.ndarray:
         """(mean, sqrt(var + OBS_EPS)) as one (2, obs_dim) array: the compiled acting kernel's form."""
         return np.stack([self.mean, np.sqrt(self.var + OBS_EPS)])
+
+
+@njit
+def discounted_returns(rewards, episode_ends, gamma):
+    """R_t = gamma R_{t-1} + r_t over rows in order, R_{-1} = 0 and R restarting after each segment's
+    last row (``episode_ends``); rewards (T,) float64, episode_ends (T,) bool -> R (T,)."""
+    returns = np.empty_like(rewards)
+    running = 0.0
+    for t in range(rewards.shape[0]):
+        running = gamma * running + rewards[t]
+        returns[t] = running
+        if episode_ends[t]:
+            running = 0.0
+    return returns
+
+
+class RewardNormalizer:
+    """Rewards divided by the running std of the discounted return, clipped to ±clip (see the module doc).
+
+    The statistics live in ``return_rms`` (a :class:`RunningMeanStd` of R_t; its mean is kept but unused:
+    rewards are scaled, not centred, which would change the task).
+    """
+
+    def __init__(self, gamma: float, clip: float) -> None:
+        self.gamma, self.clip = gamma, clip
+        self.return_rms = RunningMeanStd((), clip)
+
+    def __call__(self, rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
+        """Update the statistics with this batch, then scale it: rewards (T,), episode_ends (T,) -> (T,)."""
+        rewards = np.asarray(rewards, np.float64)
+        self.return_rms.update(discounted_returns(rewards, np.asarray(episode_ends, np.bool_), self.gamma))
+        return self.scale(rewards)
+
+    def scale(self, rewards: np.ndarray) -> np.ndarray:
+        """clip(r / sqrt(var_R + OBS_EPS), -clip, clip) with the current statistics (no update)."""
+        return np.clip(rewards / np.sqrt(self.return_rms.var + OBS_EPS), -self.clip, self.clip)

@@ -18,6 +18,17 @@ from npppo.errors import NpppoError
 from npppo.progress import read_progress
 
 
+def expand_runs(run_dirs: list[str | Path]) -> list[Path]:
+    """The run folders meant: a folder without ``progress.csv`` that holds ``seed_*`` run folders (from
+    ``npppo train --seeds``) stands for those, in seed order."""
+    runs: list[Path] = []
+    for run_dir in map(Path, run_dirs):
+        seeds = [] if (run_dir / "progress.csv").exists() else [
+            d for d in run_dir.glob("seed_*") if d.is_dir() and d.name[5:].isdigit()]
+        runs += sorted(seeds, key=lambda d: int(d.name[5:])) or [run_dir]
+    return runs
+
+
 def load_curve(run_dir: str | Path, column: str = "return_mean") -> tuple[np.ndarray, np.ndarray]:
     """(env steps, ``column``), each (iterations with a value,), of the run in ``run_dir``."""
     path = Path(run_dir)

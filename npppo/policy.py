@@ -10,6 +10,9 @@ Backward, from dL/dmu and dL/dsigma (batch, action_dim):
     dL/dh = mu_head^T(dL/dmu) + sigma_head^T(dL/dsigma)     (the trunk feeds both heads)
     dL/dlog_std_d = sum over rows of dL/dsigma_d * sigma_d   (state-independent sigma)
 
+Actions: ``u = mu`` (deterministic) or ``mu + sigma * noise``, sent to the environment clipped to the
+bounds or, with ``action_squash="tanh"``, as ``low + (tanh(u) + 1)(high - low)/2``.
+
 The floor ``sigma_min`` is an additive constant, so it passes dL/dsigma through unchanged.
 Parameters are one flat vector, in forward order: trunk, mu head, then sigma head (or log_std).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from npppo.config import PPOConfig
+from npppo.distributions import tanh_squash
 from npppo.jit import njit
 from npppo.nn.layers import MLP, ROWS_FORWARD_MAX, FlatModel, forward_rows
 
@@ -30,6 +34,7 @@ class GaussianPolicy(FlatModel):
         cfg = config
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.sigma_min = float(cfg.sigma_min)
+        self.action_squash = cfg.action_squash
         hidden = [cfg.actor_activation] * len(cfg.head_sizes)
         head = [cfg.trunk_sizes[-1], *cfg.head_sizes, action_dim]
         self.trunk = MLP([obs_dim, *cfg.trunk_sizes], [cfg.actor_activation] * len(cfg.trunk_sizes), "trunk",
@@ -64,7 +69,8 @@ class GaussianPolicy(FlatModel):
 
     def facts(self) -> dict:
         """What inference needs beyond the layer table (see :mod:`npppo.inference`)."""
-        return {"sigma_min": self.sigma_min, "log_std_offset": self.log_std_offset}
+        return {"sigma_min": self.sigma_min, "log_std_offset": self.log_std_offset,
+                "action_squash": self.action_squash}
 
     def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma), each (batch, action_dim), through BLAS, cached for :meth:`backward`.
@@ -114,11 +120,13 @@ class GaussianPolicy(FlatModel):
         sqrt(var + OBS_EPS) (:meth:`npppo.normalization.RunningMeanStd.kernel_stats`), or (0, obs_dim)
         for none, then clipped to ±obs_clip; noise (batch, action_dim) float64 for sampled actions
         ``mu + sigma * noise``, or (0, action_dim) for the mean (the sigma head is then skipped);
-        bounds (2, action_dim): the actions are clipped to [bounds[0], bounds[1]]. The same arithmetic
-        as :meth:`distribution_rows` and ``np.clip``, without their per-call overhead.
+        bounds (2, action_dim): the actions are clipped to [bounds[0], bounds[1]] or tanh-squashed into
+        them (``action_squash``). The same arithmetic as :meth:`distribution_rows` and ``np.clip`` (or
+        :func:`npppo.inference.tanh_squash`), without their per-call overhead.
         """
         actions = np.empty((obs.shape[0], self.action_dim))
-        _act_rows(self.params, *self._rows_args, obs, obs_stats, obs_clip, noise, bounds, actions)
+        _act_rows(self.params, *self._rows_args, obs, obs_stats, obs_clip, noise, bounds,
+                  self.action_squash == "tanh", actions)
         return actions
 
 
@@ -144,8 +152,8 @@ def _policy_rows(params, layout, alphas, parts, sigma_min, obs, mu, sigma, with_
 
 
 @njit
-def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_stats, obs_clip, noise, bounds, actions):
-    """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, sample, clip."""
+def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_stats, obs_clip, noise, bounds, squash, actions):
+    """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, sample, clip or squash."""
     dims = actions.shape[1]
     sampled = noise.shape[0] > 0
     x = np.empty((1, obs.shape[1]), params.dtype)
@@ -162,4 +170,7 @@ def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_stats, obs_clip
             action = np.float64(mu[0, d])
             if sampled:
                 action += np.float64(sigma[0, d]) * noise[i, d]
-            actions[i, d] = min(max(action, bounds[0, d]), bounds[1, d])
+            if squash:
+                actions[i, d] = tanh_squash(action, bounds[0, d], bounds[1, d])
+            else:
+                actions[i, d] = min(max(action, bounds[0, d]), bounds[1, d])

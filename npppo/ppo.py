@@ -35,7 +35,7 @@ from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_e
 from npppo.errors import ConfigError, EnvError, TrainingError
 from npppo.evaluation import evaluate
 from npppo.losses import ACTOR_BLOCK_ROWS, actor_loss_blocks, critic_loss_terms
-from npppo.normalization import RunningMeanStd
+from npppo.normalization import RewardNormalizer, RunningMeanStd
 from npppo.optim import Optimizer, l2_norm
 from npppo.policy import GaussianPolicy
 from npppo.returns import gae_advantages, n_step_returns, normalize
@@ -101,11 +101,13 @@ class PPO:
             "critic": self._optimizer(0, self.critic.params.shape[0], cfg.critic_lr),
         }
         self.obs_rms = RunningMeanStd((self.obs_dim,), cfg.obs_clip) if cfg.normalize_obs else None
+        self.reward_normalizer = RewardNormalizer(cfg.gamma, cfg.reward_clip) if cfg.normalize_rewards else None
         self.iteration = 0
         self.num_timesteps = 0
         self.history: list[dict[str, Any]] = []
         self.act_rng = np.random.default_rng([self.seed, 0xAC7])
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
+        self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
         self._backend = None  # the rollout's backend, started at the first collect()
         self._twins: list[GaussianPolicy] = []  # the policy and its twins for the actor's row blocks
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
@@ -247,10 +249,11 @@ class PPO:
         return obs
 
     def evaluate(self, episodes: int = 10, env: EnvSpec | None = None, seed: int = 10_000,
-                 deterministic: bool = True) -> tuple[float, float]:
-        """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`)."""
+                 deterministic: bool = True, frames=None) -> tuple[float, float]:
+        """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`;
+        ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``)."""
         eval_env = self._make_env(env)
-        return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed)
+        return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames)
 
     # ------------------------------------------------------------------ training
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> list[dict]:
@@ -326,9 +329,12 @@ class PPO:
         start = time.perf_counter()
         ent_coef, lr_scale = self.schedule(total_steps, batch.steps)
 
-        # 2-3. targets and advantages with V_φold
+        # 2-3. targets and advantages with V_φold, from rewards scaled by the running std of the discounted
+        # return when configured (its statistics updated with this batch first: npppo.normalization)
         obs = self.normalize_obs(batch.obs)
-        values, returns, advantages = self.targets_and_advantages(batch, obs)
+        rewards = (self.reward_normalizer(batch.rewards, batch.episode_ends) if self.reward_normalizer is not None
+                   else batch.rewards)
+        values, returns, advantages = self.targets_and_advantages(batch, obs, rewards)
         actions, old_log_prob, advantages, targets, old_values = (
             x.astype(self.dtype) for x in (batch.actions, batch.log_prob, advantages, returns, values))
 
@@ -362,7 +368,7 @@ class PPO:
                 for idx in self._minibatches(batch.steps, actor_rng):
                     info = actor_loss_blocks(self._policy_twins(batch.steps), _take(obs, idx), _take(actions, idx),
                                              _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps,
-                                             ent_coef, map_blocks)
+                                             ent_coef, map_blocks, self._squash_bounds)
                     actor_norms.append(self._step(("mu", "sigma"), self.policy, info.loss, lr_scale))
                     actor_epoch.append(info)
                 if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
@@ -409,8 +415,10 @@ class PPO:
         self.history.append(metrics)
         return metrics
 
-    def targets_and_advantages(self, batch: Batch, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(V_φold(s_t), critic targets G_t, advantages Â_t), each (T,) float64; Â normalised if configured."""
+    def targets_and_advantages(self, batch: Batch, obs: np.ndarray, rewards: np.ndarray | None = None
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(V_φold(s_t), critic targets G_t, advantages Â_t), each (T,) float64; Â normalised if configured.
+        ``rewards`` (T,): the batch's rewards as the targets see them (default: ``batch.rewards``)."""
         cfg = self.config
         values = self.critic.forward(obs).astype(np.float64)
         end_values = np.zeros(batch.steps)
@@ -418,7 +426,7 @@ class PPO:
         if np.any(bootstrap):
             end_obs = self.normalize_obs(batch.end_obs[bootstrap])
             end_values[batch.end_steps[bootstrap]] = self.critic.forward(end_obs)
-        rewards = batch.rewards * cfg.reward_scale
+        rewards = (batch.rewards if rewards is None else rewards) * cfg.reward_scale
         if cfg.advantage == "n_step":
             returns = n_step_returns(rewards, values, batch.episode_ends, end_values, cfg.gamma, cfg.n_step)
             advantages = returns - values

@@ -11,25 +11,42 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 
 class ProgressLine:
-    """Prints one status line per iteration; steps/s and time left are measured over this session."""
+    """Prints one status line per iteration.
 
-    def __init__(self, total_steps: int, start_steps: int = 0, stream: TextIO | None = None) -> None:
+    Steps/s and the time left are measured from the end of this session's first iteration: the first
+    iteration also compiles the kernels on a fresh install (seconds of one-off work), so counting it
+    would inflate the estimate many times over. On the first iteration the time left is ``?`` and
+    steps/s is that iteration's own. ``clock`` (default ``time.perf_counter``) is for tests.
+    """
+
+    def __init__(self, total_steps: int, start_steps: int = 0, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.total_steps, self.start_steps = total_steps, start_steps
         self.stream = stream if stream is not None else sys.stdout
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.started = time.perf_counter()
+        self.clock = clock
+        self.started = clock()
+        self._first: tuple[float, int] | None = None  # (time, steps) at the end of the first iteration
         self._width = 0
 
     def update(self, metrics: dict[str, Any]) -> None:
         steps = int(metrics["steps"])
-        elapsed = time.perf_counter() - self.started
-        rate = (steps - self.start_steps) / elapsed if elapsed > 0 else math.nan
-        left = (self.total_steps - steps) / rate if rate > 0 else math.nan
+        now = self.clock()
+        if self._first is None:
+            self._first = (now, steps)
+            elapsed = now - self.started
+            rate = (steps - self.start_steps) / elapsed if elapsed > 0 else math.nan
+            left = math.nan  # one iteration (with the compiling) says nothing about the next ones
+        else:
+            elapsed = now - self._first[0]
+            rate = (steps - self._first[1]) / elapsed if elapsed > 0 else math.nan
+            left = (self.total_steps - steps) / rate if rate > 0 else math.nan
         line = (
             f"iter {metrics['iteration']:>4}  steps {steps:,}/{self.total_steps:,}  "
             f"return {metrics['return_mean']:9.1f}  {rate:,.0f} steps/s  left {format_duration(left)}"
@@ -83,6 +100,39 @@ class ProgressCSV:
             if new_file:
                 writer.writeheader()
             writer.writerow(metrics)
+
+
+class TensorBoardLog:
+    """Event files for TensorBoard with the scalars of ``progress.csv`` (``npppo train --tensorboard DIR``).
+
+    Each numeric column of a row is a scalar of the same name, at x = the row's env steps (NaN, e.g.
+    ``eval_mean`` between evaluations, is left out). Written by tensorboardX, an optional extra
+    (``pip install 'npppo[tensorboard]'``): a small pure-Python writer (NumPy + protobuf) that needs
+    neither TensorFlow nor PyTorch. ``purge_step`` (a resumed run's step count) tells TensorBoard to
+    drop what earlier event files hold from that step on, as ``progress.csv`` drops those rows.
+    """
+
+    def __init__(self, logdir: str | Path, purge_step: int | None = None) -> None:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            from npppo.errors import NpppoError
+
+            raise NpppoError("--tensorboard needs tensorboardX, an optional extra: "
+                             "pip install 'npppo[tensorboard]'") from None
+        self.logdir = Path(logdir)
+        self.writer = SummaryWriter(str(self.logdir), purge_step=purge_step, flush_secs=10)
+
+    def append(self, metrics: dict[str, Any]) -> None:
+        step = int(metrics["steps"])
+        for name, value in metrics.items():
+            if name in ("steps", "iteration") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                self.writer.add_scalar(name, float(value), step)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def read_progress(path: str | Path) -> tuple[list[dict[str, str]], list[str]]:

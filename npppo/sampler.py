@@ -1,8 +1,10 @@
 """Collecting experience (step 1 of an iteration): a slice of environments stepped under π_θold.
 
 A :class:`Sampler` owns some environments and runs a policy over them: the learner's own policy in
-process, or a copy in a worker process (:mod:`npppo.backends`). The sampled (unclipped) action and
-its log-probability are stored; the environment receives the action clipped to its bounds.
+process, or a copy in a worker process (:mod:`npppo.backends`). The sampled (unclipped, unsquashed)
+action and its log-probability are stored; the environment receives the action clipped to its
+bounds, or tanh-squashed into them (``action_squash="tanh"``; the log-probability is then that of
+the squashed action, :mod:`npppo.distributions`).
 
 A batch depends only on the run seed, the iteration and the parameters, never on how the work is
 split between workers, so any worker count gives the same bits:
@@ -30,7 +32,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from npppo.distributions import normal_log_density
+from npppo.distributions import normal_log_density, tanh_log_det, tanh_squash
 from npppo.errors import EnvError
 from npppo.inference import normalize_observations
 from npppo.jit import njit
@@ -49,7 +51,7 @@ class Batch:
     """Experience of one iteration; T steps in S segments stored back to back, E finished episodes."""
 
     obs: np.ndarray  # (T, obs_dim) raw observations s_t
-    actions: np.ndarray  # (T, action_dim) sampled, before clipping
+    actions: np.ndarray  # (T, action_dim) sampled, before clipping or squashing
     log_prob: np.ndarray  # (T,) log π_θold(a_t|s_t)
     rewards: np.ndarray  # (T,)
     episode_ends: np.ndarray  # (T,) bool: a segment's last step
@@ -74,10 +76,11 @@ class Batch:
 
 
 @njit
-def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
+def sample_actions(mu, sigma, noise, low, high, squash, actions, env_actions, log_prob):
     """Fused rollout step: ``actions = mu + sigma * noise`` (float64), their log π, and the clipped
-    ``env_actions = clip(actions, low, high)``; mu, sigma (k, D) in the policy's dtype, noise,
-    actions, env_actions (k, D) float64, low, high (D,), log_prob (k,).
+    ``env_actions = clip(actions, low, high)``, or with ``squash`` the tanh-squashed ones (log π then
+    less the log-determinant); mu, sigma (k, D) in the policy's dtype, noise, actions, env_actions
+    (k, D) float64, low, high (D,), log_prob (k,).
 
     One compiled call instead of five NumPy ones per rollout step; the log-density is computed in
     float64 whatever the policy's dtype.
@@ -87,8 +90,12 @@ def sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob):
         for d in range(mu.shape[1]):
             a = np.float64(mu[i, d]) + np.float64(sigma[i, d]) * noise[i, d]
             actions[i, d] = a
-            env_actions[i, d] = min(max(a, low[d]), high[d])
             total += normal_log_density(a, np.float64(mu[i, d]), np.float64(sigma[i, d]))
+            if squash:
+                env_actions[i, d] = tanh_squash(a, low[d], high[d])
+                total -= tanh_log_det(a, low[d], high[d])
+            else:
+                env_actions[i, d] = min(max(a, low[d]), high[d])
         log_prob[i] = total
 
 
@@ -239,8 +246,8 @@ class Sampler:
         block = rows.reserve(len(active))
         env_actions = np.empty((len(active), self.action_dim))
         rows.obs[block] = obs
-        sample_actions(mu, sigma, noise, self.low, self.high, rows.actions[block], env_actions,
-                       rows.log_prob[block])
+        sample_actions(mu, sigma, noise, self.low, self.high, self.policy.action_squash == "tanh",
+                       rows.actions[block], env_actions, rows.log_prob[block])
         results = []
         for j, (e, state) in enumerate(zip(active, states, strict=True)):
             next_obs, reward, terminated, truncated, _ = self.envs[e].step(env_actions[j])

@@ -27,7 +27,7 @@ from typing import Any
 
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
 from npppo.errors import NpppoError
-from npppo.progress import ProgressCSV, ProgressLine
+from npppo.progress import ProgressCSV, ProgressLine, TensorBoardLog
 
 
 @dataclass
@@ -40,6 +40,7 @@ class RunOptions:
     eval_episodes: int = 10
     max_iterations: int | None = None  # stop early after this many iterations (the schedules still span total_steps)
     run: dict[str, Any] = field(default_factory=dict)  # stored in every checkpoint under "run" (for --resume)
+    tensorboard: str | Path | None = None  # a folder for TensorBoard event files with progress.csv's scalars
 
 
 @dataclass
@@ -59,6 +60,8 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     log = ProgressCSV(out / "progress.csv", keep_until=agent.iteration if resumed else None)
+    board = (TensorBoardLog(options.tensorboard, purge_step=agent.num_timesteps if resumed else None)
+             if options.tensorboard is not None else None)
     line = None if quiet else ProgressLine(options.total_steps, agent.num_timesteps, sys.stdout)
     state: dict[str, Any] = {"snapshot": None, "saved": agent.iteration if resumed else None, "best": -math.inf,
                              "train_s": 0.0, "clock": time.perf_counter(), "rows": [],
@@ -77,6 +80,8 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
                 state["best"] = row["eval_mean"]
                 write_checkpoint(out / "best.npz", *snapshot(agent), run=options.run)
         log.append(row)
+        if board is not None:
+            board.append(row)
         state["rows"].append(row)
         state["snapshot"] = snapshot(agent)
         if agent.iteration % options.checkpoint_every == 0:
@@ -90,6 +95,8 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
     try:
         agent.learn(options.total_steps, callback=after_iteration)
     except KeyboardInterrupt:
+        if board is not None:
+            board.close()
         if line is not None:
             line.close()
         if state["snapshot"] is None:
@@ -101,11 +108,15 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
             signal.signal(signal.SIGINT, previous)
         return RunResult(True, state["snapshot"][1]["iteration"], train_s=state["train_s"], rows=state["rows"])
     except NpppoError as exc:
+        if board is not None:
+            board.close()
         if line is not None:
             line.close()
         where = ("nothing was saved" if state["saved"] is None
                  else f"last good checkpoint: {checkpoint}, iteration {state['saved']}")
         raise type(exc)(f"{exc} ({where})") from exc
+    if board is not None:
+        board.close()
     if line is not None:
         line.close()
     final = snapshot(agent)

@@ -1,6 +1,8 @@
-"""npppo's performance benchmark: a thin wrapper around :mod:`npppo.bench` (same as ``npppo bench``).
+"""npppo's own performance figures, the same as ``npppo bench`` (see :mod:`npppo.bench`).
 
-    python scripts/bench.py [--quick] [--json PATH] [--compare sb3] [--threads N] [--dtype D] [--sweep]
+    python scripts/bench.py [--quick] [--json PATH] [--workers N|auto]
+
+The comparison with Stable-Baselines3 is ``scripts/sb3_compare.py``.
 """
 
 from npppo.bench import main

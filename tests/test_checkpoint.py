@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import gymnasium as gym
 import numpy as np
@@ -84,6 +86,17 @@ def test_a_failed_write_leaves_the_old_checkpoint_and_no_temporary_file(agent, s
         agent.save(saved)
     assert saved.read_bytes() == original
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_checkpoint_gets_the_permissions_the_umask_gives_any_new_file(agent, tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        path = agent.save(tmp_path / "checkpoint.npz")
+        agent.save(path)  # rewritten over itself: the same again
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
 def corrupt(path):

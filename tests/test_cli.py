@@ -243,3 +243,53 @@ def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
     _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
     assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
                    "eval_episodes": 10}
+
+
+@pytest.mark.parametrize("env, preset, header", [
+    ("Hopper-v5", "mujoco", "mujoco (the preset for Hopper-v5)"),
+    ("LunarLanderContinuous-v3", "lunarlander", "lunarlander (the preset for LunarLanderContinuous-v3)"),
+    ("MountainCarContinuous-v0", None, "default config"),
+])
+def test_train_with_env_alone_picks_the_preset_made_for_it_or_the_defaults(tmp_path, env, preset, header):
+    pytest.importorskip("mujoco")
+    agent, _, run = _fresh(build_parser().parse_args(["train", "--env", env, "--out", str(tmp_path / "r")]))
+    assert agent.config == (presets.get(preset) if preset else PPOConfig())
+    assert run["preset"] == header and run["env"] == env
+    if preset:
+        assert run["total_steps"] == presets.load(preset)[1]["steps"]
+
+
+def test_the_header_line_says_which_preset_was_chosen(tmp_path, capsys, monkeypatch):
+    import npppo.train
+
+    monkeypatch.setattr(npppo.train, "train", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    main(["train", "--env", "Pendulum-v1", "--workers", "1", "--out", str(tmp_path / "r")])
+    assert "npppo: training pendulum (the preset for Pendulum-v1) on Pendulum-v1, seed 0" in capsys.readouterr().out
+
+
+def test_every_preset_for_an_env_exists_and_names_that_env():
+    for env, name in presets.FOR_ENV.items():
+        assert presets.default_env(name) == env or name == "mujoco", (env, name)
+    assert presets.default_env("mujoco") == "HalfCheetah-v5"
+
+
+def test_eval_of_several_runs_prints_each_and_their_iqm_with_a_confidence_interval(tmp_path, tiny_config, capsys):
+    runs = [tmp_path / f"run{seed}" for seed in range(3)]
+    for seed, out in enumerate(runs):
+        assert train(tiny_config, out, "--steps", "40", "--seed", str(seed)) == 0
+    capsys.readouterr()
+    assert main(["eval", *map(str, runs), "--episodes", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(f"{run / 'model.npz'} on {ENV_ID}: return " in line
+                                   for run, line in zip(runs, lines, strict=False))
+    scores = [float(line.split("return ")[1].split(" ±")[0]) for line in lines[:3]]
+    assert lines[3].startswith(f"over 3 runs (each scored by its mean return): mean {np.mean(scores):.1f} ± ")
+    assert f"IQM {np.mean(scores):.1f} [95% CI " in lines[3]  # 3 runs: the IQM drops none
+
+
+def test_steps_help_says_whole_episode_batches_may_overshoot(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "overshoot N by less than one batch" in text
+    assert "--eval-every N" in text and "--eval-episodes K" in text

@@ -128,6 +128,9 @@ RANGES = {
     "max_grad_norm": ([0.0, -1.0], [1e-9, None]),
     "obs_clip": ([0.0, -1.0], [1e-9]),
     "reward_scale": ([0.0, -1.0], [1e-9]),
+    "reward_clip": ([0.0, -1.0, float("inf")], [1e-9]),
+    "normalize_rewards": ([1, None], [True, False]),
+    "action_squash": (["sigmoid", None], ["clip", "tanh"]),
     "sigma_min": ([-1e-9], [1e-12]),
     "normalize_obs": ([1, "yes"], [True, False]),
     "normalize_advantages": ([0, None], [True, False]),
@@ -174,7 +177,7 @@ def test_every_validated_field_has_a_range_case():
 def test_a_sigma_floor_of_zero_is_allowed_only_for_a_state_independent_sigma():
     assert PPOConfig(sigma_mode="state_independent", sigma_min=0.0).sigma_min == 0.0
     for mode in ("relu", "softplus"):
-        with pytest.raises(ConfigError, match=r"'sigma_min'.*needs a floor sigma_min > 0"):
+        with pytest.raises(ConfigError, match=r"'sigma_min' = 0\.0 is invalid: .*needs a floor"):
             PPOConfig(sigma_mode=mode, sigma_min=0.0)
 
 
@@ -194,9 +197,9 @@ def test_replace_validates_and_leaves_the_original_alone():
 
 
 def test_the_error_message_names_value_and_interval():
-    with pytest.raises(ConfigError, match=r"'gae_lambda' = 1\.5 is invalid: it must lie in \[0\.0, 1\.0\]"):
+    with pytest.raises(ConfigError, match=r"'gae_lambda' = 1\.5 is invalid: it must be a number in \[0\.0, 1\.0\]"):
         PPOConfig(gae_lambda=1.5)
-    with pytest.raises(ConfigError, match=r"'clip_eps' = 1\.0 is invalid: it must lie in \(0\.0, 1\.0\)"):
+    with pytest.raises(ConfigError, match=r"'clip_eps' = 1\.0 is invalid: it must be a number in \(0\.0, 1\.0\)"):
         PPOConfig(clip_eps=1.0)
     with pytest.raises(ConfigError, match=r"'mu_lr' = -0\.001"):
         PPOConfig(mu_lr=-1e-3)

@@ -21,6 +21,7 @@ SOFTPLUS = dict(sigma_mode="softplus", actor_activation="elu", elu_alpha=0.5)
 TUNED = dict(actor_activation="tanh", sigma_mode="state_independent", critic_activation="tanh", normalize_obs=True,
              optimizer="adam")
 OTHER_DEPTHS = dict(TUNED, trunk_sizes=[9, 7, 5], head_sizes=[4], critic_sizes=[6])  # inference reads each width
+SQUASHED = dict(TUNED, action_squash="tanh", normalize_rewards=True)  # tanh-squashed actions
 
 
 def short_pendulum():
@@ -38,8 +39,8 @@ def observations(n: int = 16) -> np.ndarray:
 
 
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
-@pytest.mark.parametrize("changes", [SEED, SOFTPLUS, TUNED, OTHER_DEPTHS],
-                         ids=["seed", "softplus", "tuned", "other-depths"])
+@pytest.mark.parametrize("changes", [SEED, SOFTPLUS, TUNED, SQUASHED, OTHER_DEPTHS],
+                         ids=["seed", "softplus", "tuned", "tanh", "other-depths"])
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), [("float64", 1e-10, 1e-12), ("float32", 1e-4, 1e-5)])
 def test_policy_matches_the_agent(tmp_path, tiny_config, changes, dtype, rtol, atol):
     agent, path = trained_agent(tmp_path, tiny_config(dtype=dtype, **changes))

@@ -26,7 +26,10 @@ def test_smallest_setting_writes_progress_summary_and_plot(learning_curves, tmp_
                                     "--eval-episodes", "2", "--out", str(tmp_path)])
     assert summary["threshold"] == -200.0
     assert summary["runs"][0]["steps"] >= 2000
-    assert json.loads((tmp_path / "summary.json").read_text())["final_eval"]["n"] == 1
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["final_eval"]["n"] == 1
+    final = summary["runs"][0]["final_eval_mean"]
+    assert written["final_eval_iqm"] == {"iqm": final, "ci95": [final, final], "n": 1, "resamples": 2000}
     rows = list(csv.DictReader(open(tmp_path / "seed_0" / "progress.csv")))
     assert {"steps", "return_mean", "approx_kl", "explained_variance", "train_s", "eval_mean"} <= set(rows[0])
     assert float(rows[-1]["eval_mean"]) == pytest.approx(summary["runs"][0]["final_eval_mean"])

@@ -7,7 +7,7 @@ from conftest import kink_free_rows, spread_indices
 from npppo import presets
 from npppo.config import SIGMA_MODES
 from npppo.critic import Critic
-from npppo.inference import gaussian_log_prob
+from npppo.inference import gaussian_log_prob, tanh_log_det
 from npppo.losses import (
     actor_loss_and_grad,
     clipped_surrogate_grad,
@@ -68,7 +68,7 @@ def surrogate_grad(ratio, advantage):
     logp = float(gaussian_log_prob(actions, mu, sigma)[0])
     grad_mu, grad_sigma, stats = np.empty((1, 1)), np.empty((1, 1)), np.zeros(4)
     loss = clipped_surrogate_grad(actions, mu, sigma, np.array([logp - np.log(ratio)]), np.array([advantage]),
-                                  CLIP, 0.0, grad_mu, grad_sigma, stats)
+                                  CLIP, 0.0, grad_mu, grad_sigma, stats, np.empty((0, 1)))
     # at a = mu, sigma = 1: d log π / d sigma = -1, so dL/dsigma = -dL/dlog π
     return loss, -grad_sigma[0, 0], stats
 
@@ -139,25 +139,63 @@ def test_loss_functions_return_gradients_shaped_like_params(tiny_config):
     assert grad.shape == critic.params.shape
 
 
+@pytest.mark.parametrize("squash", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clipped_surrogate_kernel_matches_numpy_reference(dtype):
+def test_clipped_surrogate_kernel_matches_numpy_reference(dtype, squash):
     rng = np.random.default_rng(5)
     n, dims = 64, 3
     mu = rng.normal(size=(n, dims))
     sigma = rng.uniform(0.3, 2.0, size=(n, dims))
     actions = mu + sigma * rng.normal(size=(n, dims))
+    bounds = np.array([[-1.0, -2.0, 0.0], [1.0, 0.5, 3.0]]) if squash else None
     old_log_prob = gaussian_log_prob(actions, mu, sigma) - np.log(rng.uniform(0.5, 1.6, size=n))
+    if squash:
+        old_log_prob -= tanh_log_det(actions, *bounds)
     advantages = rng.normal(size=n)
     args = [x.astype(dtype) for x in (actions, mu, sigma, old_log_prob, advantages)]
     grad_mu, grad_sigma, stats = np.empty((n, dims), dtype), np.empty((n, dims), dtype), np.zeros(4)
-    loss = clipped_surrogate_grad(*args, CLIP, 0.03, grad_mu, grad_sigma, stats)
+    loss = clipped_surrogate_grad(*args, CLIP, 0.03, grad_mu, grad_sigma, stats,
+                                  bounds if squash else np.empty((0, dims)))
     ref_loss, ref_mu, ref_sigma, ref_stats = reference_clipped_surrogate_grad(
-        *[x.astype(np.float64) for x in args], CLIP, 0.03)
+        *[x.astype(np.float64) for x in args], CLIP, 0.03, bounds)
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(loss, ref_loss, **tol)
     np.testing.assert_allclose(grad_mu, ref_mu, **tol)
     np.testing.assert_allclose(grad_sigma, ref_sigma, **tol)
     np.testing.assert_allclose(stats, ref_stats, **tol)
+    if squash:  # the ratios of the squashed actions are those of their pre-squash samples
+        np.testing.assert_allclose(ref_stats[3], np.mean(np.exp(gaussian_log_prob(actions, mu, sigma) - (
+            old_log_prob + tanh_log_det(actions, *bounds)))), **tol)
+
+
+def squashed_actor_problem(config, seed=0):
+    """:func:`actor_problem` for a tanh-squashed policy with bounds [-1, 1] x [0, 3]: the batch stores u,
+    and the old log-probabilities are those of the squashed actions."""
+    policy, obs, actions, old_log_prob, advantages = actor_problem(config, seed, ratios=RATIOS)
+    bounds = np.array([[-1.0, 0.0], [1.0, 3.0]])
+    actions = actions * 2.0  # some samples deep in tanh's saturation
+    mu, sigma = policy.distribution(obs)
+    old_log_prob = gaussian_log_prob(actions, mu, sigma) - tanh_log_det(actions, *bounds) - np.log(RATIOS)
+    return policy, obs, actions, old_log_prob, advantages, bounds
+
+
+@pytest.mark.parametrize("sigma_mode", ["softplus", "state_independent"])
+def test_squashed_actor_loss_gradient_matches_finite_differences(sigma_mode, tiny_config, checked_gradient):
+    config = tiny_config(sigma_mode=sigma_mode, sigma_min=0.3, dtype="float64", action_squash="tanh")
+    policy, obs, actions, old_log_prob, advantages, bounds = squashed_actor_problem(config)
+    _, grad = actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.05, bounds)
+
+    def f():
+        return actor_loss_and_grad(policy, obs, actions, old_log_prob, advantages, CLIP, 0.05, bounds)[0]
+
+    result = checked_gradient(f, policy.params, grad, spread_indices(policy, np.random.default_rng(3), per_tensor=12))
+    assert result.max_rel_error < 1e-6, result
+    # the correction depends on u alone: it cancels in the ratio, so the loss and gradient are those of the
+    # unsquashed Gaussian with the correction taken out of the old log-probabilities
+    unsquashed_old = old_log_prob + tanh_log_det(actions, *bounds)
+    loss_plain, grad_plain = actor_loss_and_grad(policy, obs, actions, unsquashed_old, advantages, CLIP, 0.05)
+    np.testing.assert_allclose(grad_plain, grad, rtol=1e-9, atol=1e-12)
+    assert loss_plain == pytest.approx(f(), rel=1e-9)
 
 
 def test_actor_loss_in_row_blocks_equals_one_pass_and_threads_change_no_bit(tiny_config):

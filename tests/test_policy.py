@@ -9,7 +9,7 @@ from conftest import assert_every_tensor_checked, kink_free_rows, randomise_bias
 
 from npppo import presets
 from npppo.config import SIGMA_MODES
-from npppo.inference import mlp_forward, normalize_observations
+from npppo.inference import mlp_forward, normalize_observations, tanh_squash
 from npppo.nn.layers import ROWS_FORWARD_MAX
 from npppo.normalization import RunningMeanStd
 from npppo.policy import GaussianPolicy
@@ -82,12 +82,15 @@ def test_distribution_matches_the_numpy_reference(sigma_mode, dtype, rows, small
     np.testing.assert_allclose(mu, mu_ref, **TOLERANCES[dtype])  # fresh arrays, not layer buffers
 
 
+@pytest.mark.parametrize("squash", ["clip", "tanh"])
 @pytest.mark.parametrize("normalised", [False, True])
 @pytest.mark.parametrize("deterministic", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_act_rows_matches_the_numpy_reference(dtype, deterministic, normalised, small_policy):
-    # normalise (clipped), forward, sample, clip to the bounds: the agent's acting in one compiled call
+def test_act_rows_matches_the_numpy_reference(dtype, deterministic, normalised, squash, small_policy):
+    # normalise (clipped), forward, sample, clip to the bounds or squash into them: the agent's acting in
+    # one compiled call
     policy = small_policy("softplus", dtype)
+    policy.action_squash = squash
     rng = np.random.default_rng(2)
     obs = rng.normal(size=(9, 4)) * 3.0
     bounds = np.array([[-0.2, -1.0], [0.3, 1.0]])  # tight enough that some actions are clipped
@@ -101,8 +104,13 @@ def test_act_rows_matches_the_numpy_reference(dtype, deterministic, normalised, 
         assert np.any(np.abs(x) == 1.5)
     actions = policy.act_rows(obs, stats, 1.5, noise, bounds)
     mu, sigma = reference_distribution(policy, x)
-    expected = np.clip(mu if deterministic else mu + sigma * noise, bounds[0], bounds[1])
-    assert np.any(expected == bounds[0]) or np.any(expected == bounds[1])
+    u = mu if deterministic else mu + sigma * noise
+    if squash == "tanh":
+        expected = tanh_squash(u, bounds[0], bounds[1])
+        assert np.all((expected > bounds[0]) & (expected < bounds[1]))
+    else:
+        expected = np.clip(u, bounds[0], bounds[1])
+        assert np.any(expected == bounds[0]) or np.any(expected == bounds[1])
     assert actions.dtype == np.float64
     np.testing.assert_allclose(actions, expected, **TOLERANCES[dtype])
 

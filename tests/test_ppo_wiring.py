@@ -5,7 +5,8 @@ any step, n-step or GAE targets (written out again below, not the library's kern
 vs truncation, advantage normalisation, the entropy and learning-rate schedules, k1 actor and k2
 critic steps (full batch, or minibatches drawn from the actor's and the critic's own shuffle streams
 ``default_rng([seed, iteration, 2])`` and ``[seed, iteration, 3]``) with per-group gradient-norm
-scaling, momentum SGD or Adam written out in NumPy, the actor's gradient over row blocks
+scaling, momentum SGD or Adam written out in NumPy, reward normalisation by the running std of the
+discounted return, the actor's gradient over row blocks
 (``L = sum_k (n_k / N) L_k``), and the observation statistics. The batches here hold at most a few
 hundred rows, far below ``npppo.losses.ACTOR_BLOCK_ROWS`` (4096): the cases that check the blocks
 lower that constant for the test (in ``npppo.losses`` and ``npppo.ppo``), so the blocked sum runs on
@@ -191,6 +192,7 @@ class Reference:
         self.state = {name: dict(velocity=np.zeros(stop - start), m=np.zeros(stop - start), v=np.zeros(stop - start),
                                  steps=0) for name, (_, start, stop, _) in self.groups.items()}
         self.num_timesteps = 0
+        self.seen_returns: list[float] = []  # R_t = γ R_{t-1} + r_t of every batch so far (reward normalisation)
         self.seen_obs = np.zeros((0, agent.policy.named_params()["trunk.0.weight"].shape[0]))
 
     def normalized(self, obs):
@@ -270,7 +272,15 @@ class Reference:
         values = self.critic.value(obs)
         end_value = [0.0 if terminated else float(self.critic.value(self.normalized(end_obs[None]))[0])
                      for _, _, end_obs, terminated in segments(batch)]
-        rewards = batch.rewards * cfg.reward_scale
+        rewards = batch.rewards
+        if cfg.normalize_rewards:  # update with this batch, then divide by the std of every return so far
+            for first, last, _, _ in segments(batch):
+                running = 0.0
+                for t in range(first, last + 1):
+                    running = cfg.gamma * running + rewards[t]
+                    self.seen_returns.append(running)
+            rewards = np.clip(rewards / np.sqrt(np.var(self.seen_returns) + 1e-8), -cfg.reward_clip, cfg.reward_clip)
+        rewards = rewards * cfg.reward_scale
         if cfg.advantage == "n_step":
             returns = n_step_targets(rewards, values, batch, end_value, cfg.gamma, cfg.n_step)
             advantages = returns - values
@@ -332,6 +342,9 @@ CASES = {
     "gae-adam-target_kl": (short_pendulum, dict(
         advantage="gae", optimizer="adam", normalize_advantages=False, sigma_mode="state_independent",
         target_kl=1e-9, actor_epochs=4, max_grad_norm=None, adam_betas=[0.8, 0.99])),
+    # rewards divided by the running std of the discounted return, clipped, then scaled
+    "n_step-sgd-normalized-rewards": (terminating_pendulum, dict(normalize_rewards=True, reward_clip=0.2,
+                                                                 reward_scale=0.5)),
     # minibatches from the actor's and the critic's own shuffle streams (the last one shorter)
     "n_step-sgd-minibatches": (terminating_pendulum, dict(batch_size=30, actor_epochs=2, critic_epochs=3)),
     "gae-adam-minibatches-target_kl": (short_pendulum, dict(

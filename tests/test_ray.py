@@ -36,7 +36,8 @@ def run(config, backend: str, steps: int, env=ENV, callback=None) -> PPO:
 
 @pytest.mark.parametrize("changes", [
     {"num_envs": 3, "episodes_per_batch": 5},
-    {"num_envs": 3, "episodes_per_batch": None, "steps_per_batch": 240, "batch_size": 64, "normalize_obs": True},
+    {"num_envs": 3, "episodes_per_batch": None, "steps_per_batch": 240, "batch_size": 64, "normalize_obs": True,
+     "normalize_rewards": True, "action_squash": "tanh"},
 ])
 def test_ray_and_local_workers_give_identical_runs(ray_session, tiny_config, changes):
     config = tiny_config(**changes)

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from npppo.inference import gaussian_log_prob
+from npppo.inference import gaussian_log_prob, tanh_log_det, tanh_squash
 from npppo.policy import GaussianPolicy
 from npppo.sampler import Batch, Sampler, episode_seed, sample_actions
 
@@ -84,20 +84,27 @@ def test_episode_seeds_differ_by_run_iteration_and_episode():
     assert len(seeds) == 27 and all(0 <= s < 2**31 for s in seeds)
 
 
-def test_sample_actions_matches_the_numpy_reference():
+@pytest.mark.parametrize("squash", [False, True])
+def test_sample_actions_matches_the_numpy_reference(squash):
     rng = np.random.default_rng(2)
     mu = rng.normal(size=(7, 3)).astype(np.float32)
     sigma = rng.uniform(0.1, 2.0, size=(7, 3)).astype(np.float32)
     noise = rng.normal(size=(7, 3))
     low, high = np.array([-1.0, -0.5, 0.0]), np.array([1.0, 0.5, 2.0])
     actions, env_actions, log_prob = np.empty((7, 3)), np.empty((7, 3)), np.empty(7)
-    sample_actions(mu, sigma, noise, low, high, actions, env_actions, log_prob)
+    sample_actions(mu, sigma, noise, low, high, squash, actions, env_actions, log_prob)
     mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)  # the kernel works in float64
     expected = mu + sigma * noise
-    np.testing.assert_array_equal(actions, expected)
-    np.testing.assert_array_equal(env_actions, np.clip(expected, low, high))
-    assert np.any(env_actions != actions)  # some samples were clipped
-    np.testing.assert_allclose(log_prob, gaussian_log_prob(expected, mu, sigma), rtol=1e-13)
+    np.testing.assert_array_equal(actions, expected)  # the batch stores the pre-squash sample u
+    if squash:
+        np.testing.assert_allclose(env_actions, tanh_squash(expected, low, high), rtol=1e-14, atol=1e-15)
+        assert np.all((env_actions >= low) & (env_actions <= high))
+        reference = gaussian_log_prob(expected, mu, sigma) - tanh_log_det(expected, low, high)
+    else:
+        np.testing.assert_array_equal(env_actions, np.clip(expected, low, high))
+        assert np.any(env_actions != actions)  # some samples were clipped
+        reference = gaussian_log_prob(expected, mu, sigma)
+    np.testing.assert_allclose(log_prob, reference, rtol=1e-13)
 
 
 @pytest.mark.parametrize("bad, message", [(np.nan, "non-finite observation"), (np.inf, "non-finite observation")])

@@ -57,6 +57,8 @@ def train(config, workers: int, steps: int, env=None, callback=None) -> PPO:
     {},  # whole episodes, full batch, n-step returns (the seed's shape)
     {"episodes_per_batch": None, "steps_per_batch": 300, "num_envs": 3, "batch_size": 64, "advantage": "gae",
      "normalize_obs": True, "optimizer": "adam"},  # fixed-step batches, minibatches, observation statistics
+    {"episodes_per_batch": None, "steps_per_batch": 300, "num_envs": 3, "normalize_rewards": True,
+     "action_squash": "tanh", "mu_activation": "identity"},  # reward statistics from rows in stored order; squash
 ])
 def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes):
     config = tiny_config(**{"num_envs": 3, "episodes_per_batch": 5, **changes})

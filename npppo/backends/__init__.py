@@ -113,5 +113,5 @@ def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_se
     sampler.episodes_started[:] = episodes_started
     mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
     sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
-                   np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
+                   policy.action_squash == "tanh", np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
     return sampler

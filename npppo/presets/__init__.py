@@ -3,7 +3,9 @@
     >>> from npppo import presets
     >>> cfg = presets.get("seed")        # a fresh, validated PPOConfig
     >>> presets.names()
-    ['lunarlander', 'pendulum', 'seed']
+    ['bipedalwalker', 'conwip', 'lunarlander', 'mujoco', 'pendulum', 'seed']
+    >>> presets.for_env("Hopper-v5")     # the preset made for an environment, or None
+    'mujoco'
 
 A preset file holds ``description``, ``env``, ``steps``, ``env_kwargs`` and ``config`` (every
 PPOConfig field); :func:`npppo.config.read_config_file` owns that schema.
@@ -18,6 +20,17 @@ from npppo.config import PPOConfig, read_config_file
 from npppo.errors import ConfigError
 
 _FOLDER = Path(__file__).parent
+# environment id -> the preset tuned for it (what `npppo train --env ID` uses without --preset); the
+# seed preset also runs Pendulum-v1, but the tuned one is pendulum
+FOR_ENV = {
+    "Pendulum-v1": "pendulum",
+    "LunarLanderContinuous-v3": "lunarlander",
+    "npppo/ConwipLine-v0": "conwip",
+    "HalfCheetah-v5": "mujoco",
+    "Hopper-v5": "mujoco",
+    "Walker2d-v5": "mujoco",
+    "BipedalWalker-v3": "bipedalwalker",
+}
 
 
 def names() -> list[str]:
@@ -41,3 +54,8 @@ def get(name: str) -> PPOConfig:
 def default_env(name: str) -> str:
     """The environment a preset was made for."""
     return load(name)[1]["env"]
+
+
+def for_env(env_id: str) -> str | None:
+    """The name of the preset made for ``env_id`` (:data:`FOR_ENV`), or None."""
+    return FOR_ENV.get(env_id)

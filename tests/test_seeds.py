@@ -1,0 +1,92 @@
+"""``npppo train --seeds``: one run per seed in OUT/seed_S, never more processes than cores, and
+``npppo plot OUT`` drawing them all (issue 14, point 12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from npppo import presets
+from npppo.cli import main, seed_plan
+from npppo.errors import NpppoError
+from npppo.plotting import expand_runs
+from npppo.progress import read_progress
+
+TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8], actor_epochs=1,
+            critic_epochs=1)
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(presets.get("pendulum").replace(**TINY).to_json())
+    return str(path)
+
+
+def seeds(config, out, *extra: str) -> int:
+    return main(["train", "--env", "Pendulum-v1", "--config", config, "--max-episode-steps", "20", "--steps", "80",
+                 "--eval-episodes", "1", "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize(("runs", "workers", "parallel", "cores", "plan"), [
+    (3, "auto", None, 2, (2, 1)),  # auto: one core per run, two side by side
+    (1, "auto", None, 2, (1, 2)),  # one run gets both cores as workers
+    (3, 1, None, 2, (2, 1)),
+    (3, 2, None, 2, (1, 2)),  # two workers per run: one run at a time
+    (3, 2, None, 8, (3, 2)),
+    (4, "auto", 1, 2, (1, 2)),
+    (2, 1, 1, 2, (1, 1)),
+])
+def test_seed_plan_never_runs_more_processes_than_cores(runs, workers, parallel, cores, plan):
+    assert seed_plan(runs, workers, parallel, cores) == plan
+    assert plan[0] * plan[1] <= cores
+
+
+def test_seed_plan_refuses_more_processes_than_cores():
+    with pytest.raises(NpppoError, match=r"--parallel 2 runs × --workers 2 = 4 processes, more than the 2 usable"):
+        seed_plan(3, 2, 2, 2)
+
+
+def test_seeds_run_side_by_side_each_in_its_folder_and_plot_draws_them_all(config, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr("npppo.backends.usable_cores", lambda: 2)
+    out = tmp_path / "three"
+    assert seeds(config, out, "--seeds", "0", "1", "2") == 0
+    printed = capsys.readouterr().out
+    assert "training seeds 0 1 2 (2 side by side, 1 worker each)" in printed
+    runs = expand_runs([out])
+    assert [run.name for run in runs] == ["seed_0", "seed_1", "seed_2"]
+    returns = []
+    for seed, run in enumerate(runs):
+        assert {"model.npz", "checkpoint.npz", "progress.csv", "config.json", "train.log"} <= {
+            p.name for p in run.iterdir()}
+        assert f"seed {seed}," in (run / "train.log").read_text()
+        assert f"seed {seed}: evaluation: return" in printed
+        returns.append([row["return_mean"] for row in read_progress(run / "progress.csv")[0]])
+    assert returns[0] != returns[1]  # different seeds, different runs
+    assert main(["plot", str(out)]) == 0
+    assert f"wrote {out / 'returns.png'} (3 runs)" in capsys.readouterr().out
+
+
+def test_seeds_one_after_another_in_this_process(config, tmp_path, capsys):
+    out = tmp_path / "two"
+    assert seeds(config, out, "--seeds", "4", "5", "--parallel", "1", "--workers", "1") == 0
+    printed = capsys.readouterr().out
+    assert "training seeds 4 5 (one after another, 1 worker each)" in printed
+    assert printed.count("evaluation: return") == 2
+    assert sorted(p.name for p in out.iterdir()) == ["seed_4", "seed_5"]
+
+
+def test_seeds_refuse_a_folder_that_already_holds_one_of_the_runs(config, tmp_path, capsys):
+    out = tmp_path / "again"
+    (out / "seed_1").mkdir(parents=True)
+    (out / "seed_1" / "checkpoint.npz").write_bytes(b"")
+    assert seeds(config, out, "--seeds", "0", "1") == 1
+    assert "seed_1 already holds a run" in capsys.readouterr().err
+    assert not (out / "seed_0").exists()
+
+
+def test_expand_runs_keeps_plain_run_folders(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "progress.csv").write_text("steps,return_mean\n")
+    (tmp_path / "run" / "seed_0").mkdir()  # a run folder stays itself even if it holds such a folder
+    assert expand_runs([tmp_path / "run"]) == [tmp_path / "run"]
