@@ -96,6 +96,25 @@ def mlp_forward(params, layers, x):
     return x
 
 
+def check_layers(what: str, layers, size: int, chains: list[tuple[str, int, int]], extra: int = 0) -> None:
+    """ValueError unless the layer table ``layers`` covers a parameter vector of ``size`` entries
+    exactly (layers back to back from 0, then ``extra`` loose parameters), and each (part, in, out)
+    of ``chains`` is a chain of layers from width ``in`` to width ``out``."""
+    end = 0
+    for layer in layers:
+        if int(layer["offset"]) != end:
+            raise ValueError(f"the {what} layer table is not back to back: a layer at {int(layer['offset'])}, "
+                             f"expected {end}")
+        end += int(layer["fan_in"]) * int(layer["fan_out"]) + int(layer["fan_out"])
+    if end + extra != size:
+        raise ValueError(f"the {what} parameter vector has {size} entries, its layer table needs {end + extra}")
+    for part, width_in, width_out in chains:
+        rows = layers[layers["part"] == part]
+        widths = [width_in] + [int(w) for w in rows["fan_out"]]
+        if len(rows) == 0 or [int(w) for w in rows["fan_in"]] != widths[:-1] or widths[-1] != width_out:
+            raise ValueError(f"the {what} layer table's {part} does not lead from width {width_in} to {width_out}")
+
+
 class Policy:
     """A trained npppo policy (and critic) for acting; see the module docstring for the math.
 
@@ -115,6 +134,13 @@ class Policy:
         self.sigma_min, self.log_std_offset = float(facts["sigma_min"]), facts["log_std_offset"]
         self.obs_clip = facts["obs_clip"]
         self.action_squash = facts.get("action_squash", "clip")  # absent in checkpoints from before the option
+        trunk_out = int(self.parts["trunk"]["fan_out"][-1]) if len(self.parts["trunk"]) else -1
+        heads = [("mu_head", trunk_out, self.action_dim)]
+        if self.log_std_offset is None:
+            heads.append(("sigma_head", trunk_out, self.action_dim))
+        check_layers("policy", layers, self.params.size, [("trunk", self.obs_dim, trunk_out), *heads],
+                     0 if self.log_std_offset is None else self.action_dim)
+        check_layers("critic", self.critic_layers, self.critic_params.size, [("critic", self.obs_dim, 1)])
         if self.obs_clip is not None:
             self.obs_mean = np.asarray(arrays["obs_rms.mean"], np.float64)
             self.obs_var = np.asarray(arrays["obs_rms.var"], np.float64)
@@ -140,6 +166,8 @@ class Policy:
             return cls(arrays, meta)
         except KeyError as exc:
             raise ValueError(f"checkpoint {path} is incomplete: it has no {exc.args[0]!r}") from exc
+        except ValueError as exc:
+            raise ValueError(f"checkpoint {path} does not fit its own layer tables: {exc}") from exc
 
     def _features(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
         """Raw obs (obs_dim,) or (k, obs_dim) -> normalised (k, obs_dim) float64, and whether it was one row."""

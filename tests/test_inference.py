@@ -132,9 +132,6 @@ def test_a_checkpoint_that_does_not_fit_is_refused_with_the_reason(tmp_path, tin
         Policy.load(rewrite(path, tmp_path / "bad.npz", change))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Policy.load does not check the parameter vectors against the layer "
-                   "tables (the format-1 reader did): a longer vector is used silently, a shorter one fails inside "
-                   "NumPy, and a layer table that lost its last mu-head row gives actions of the wrong size")
 @pytest.mark.parametrize("change", [
     lambda a, m: a.update({"policy.params": a["policy.params"][:-1]}),
     lambda a, m: a.update({"policy.params": np.append(a["policy.params"], 0.0)}),
