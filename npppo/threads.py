@@ -84,7 +84,7 @@ def apply_default_threads() -> None:
     """One BLAS thread unless the user chose otherwise (the variables above, or an earlier
     :func:`set_num_threads`, which sets them). npppo's matrices are small: a second OpenBLAS thread
     gains little on an idle machine and, on a busy one, made a 10-second Pendulum run take 4 minutes
-    (docs/performance.md). :class:`npppo.PPO` calls this when it is made."""
+    (docs/performance.md). :meth:`npppo.PPO.learn` and `npppo train` call this; making an agent does not."""
     if requested_threads() is None:
         set_num_threads(1)
 
