@@ -152,3 +152,47 @@ def test_no_worker_outlives_a_cli_run_a_failed_run_or_ctrl_c(tmp_path):
     assert "saved iteration" in slow.communicate()[1]
     time.sleep(0.5)
     assert processes_tagged(tag) == []
+
+
+def test_the_ray_backend_gets_the_run_and_the_address(tiny_config, monkeypatch):
+    import npppo.backends.ray as ray_backend
+
+    made = []
+
+    class Recorder:
+        def __init__(self, *args):
+            made.append(args)
+
+        def collect(self, *args):
+            raise KeyboardInterrupt  # enough: the backend was built
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ray_backend, "RayWorkers", Recorder)
+    monkeypatch.setattr(ray_backend, "import_ray", lambda: None)
+    env = EnvFactory("Pendulum-v1", max_episode_steps=50)
+    agent = PPO(env, tiny_config(num_envs=3, episodes_per_batch=3), seed=4, workers=2, backend="ray",
+                max_worker_failures=5, ray_address="ray://head:10001")
+    assert (agent.workers, agent.backend, agent.ray_address) == (2, "ray", "ray://head:10001")
+    with pytest.raises(KeyboardInterrupt):
+        agent.learn(100)
+    (spec, config, spaces, seed, slices, started, failures, address), = made
+    assert spec == env and config is agent.config and spaces[:2] == (3, 1) and seed == 4
+    assert slices == [[0, 1], [2]] and list(started) == [0, 0, 0] and failures == 5
+    assert address == "ray://head:10001"
+
+
+def test_a_resumed_fixed_step_run_continues_each_environments_episode_count_with_workers(tiny_config, tmp_path):
+    config = tiny_config(num_envs=3, episodes_per_batch=None, steps_per_batch=150)
+    first = train(config, 1, 450)  # 3 x 50 steps an environment, episodes of 50: each has begun 4
+    path = first.save(tmp_path / "c.npz")
+    counts = {}
+    for workers in (1, 2):
+        with PPO.load(path, env=EnvFactory("Pendulum-v1", max_episode_steps=50)) as agent:
+            agent.set_workers(workers)
+            agent.learn(600)
+            counts[workers] = (list(agent.episodes_started), agent.policy.params.copy())
+    # resumed: each environment starts a fresh episode (its 5th seed), then a 6th after 50 steps
+    assert first.episodes_started == [4, 4, 4] and counts[1][0] == counts[2][0] == [6, 6, 6]
+    np.testing.assert_array_equal(counts[1][1], counts[2][1])
