@@ -44,11 +44,6 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
             message = conn.recv()
             if message is None:
                 return
-            if message[0] == "peak_rss":
-                import resource
-
-                conn.send(("peak_rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-                continue
             _, iteration, params, obs_stats, work = message
             sampler.policy.set_params(params)
             batch = collect(sampler, config, iteration, work, obs_stats)
@@ -110,20 +105,14 @@ class LocalWorkers:
         """Fixed-step batches: how many episodes each of the run's environments has begun."""
         return np.concatenate(self.started).tolist()
 
-    def peak_rss_mb(self) -> list[float]:
-        """Each worker's peak resident memory (MB)."""
-        return [self._receive(w, ("peak_rss",), send=True) for w in range(len(self.workers))]
-
     def _send(self, w: int, message) -> None:
         try:
             self.workers[w][1].send(message)
         except (BrokenPipeError, OSError):
             pass  # a dead worker: _receive notices and replaces it
 
-    def _receive(self, w: int, message, send: bool = False):
+    def _receive(self, w: int, message):
         """Worker w's answer to ``message``; a lost or failing worker is replaced and asked again."""
-        if send:
-            self._send(w, message)
         failures = 0
         while True:
             process, conn = self.workers[w]
@@ -132,7 +121,7 @@ class LocalWorkers:
             except (EOFError, OSError):
                 process.join(timeout=5)
                 kind, payload = "lost", f"worker {w} (pid {process.pid}) died with exit code {process.exitcode}"
-            if kind in ("ready", "batch", "peak_rss"):
+            if kind in ("ready", "batch"):
                 return payload
             if kind == "error":
                 name, text, trace, own_check = payload
