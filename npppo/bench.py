@@ -400,10 +400,21 @@ def main(argv: list[str] | None = None) -> int:
     from npppo.threads import apply_default_threads
 
     apply_default_threads()  # act and matmul here with the BLAS threads that training uses
-    result = run(args.quick, args.workers, log=lambda message: print(message, file=sys.stderr, flush=True))
-    print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    result = run(args.quick, args.workers, log=log)
+    return report(format_table(result), result, args.json)
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (stdout holds the table)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def report(table: str, result: dict[str, Any], json_path: Path | None) -> int:
+    """Print ``table``, write ``result`` to ``json_path`` (if given); the exit status 0. Shared with
+    scripts/sb3_compare.py."""
+    print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -227,12 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"sb3_compare: error: {problem}", file=sys.stderr)
         return 1
-    result = compare(os.path.abspath(args.sb3_python), args.quick, args.workers,
-                     log=lambda message: print(message, file=sys.stderr, flush=True))
-    print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    from npppo.bench import log, report
+
+    result = compare(os.path.abspath(args.sb3_python), args.quick, args.workers, log=log)
+    return report(format_table(result), result, args.json)
 
 
 if __name__ == "__main__":

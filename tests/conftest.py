@@ -109,3 +109,15 @@ def obs_statistics():
         return agent.obs_rms.mean, agent.obs_rms.var
 
     return read
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    """``config_file(**changes)``: the path of a JSON config, the ``pendulum`` preset with ``changes``."""
+
+    def write(**changes) -> str:
+        path = tmp_path / "tiny.json"
+        path.write_text(presets.get("pendulum").replace(**changes).to_json())
+        return str(path)
+
+    return write

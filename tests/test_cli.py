@@ -52,10 +52,8 @@ def short_pendulum():
 
 
 @pytest.fixture
-def tiny_config(tmp_path):
-    path = tmp_path / "tiny.json"
-    path.write_text(presets.get("pendulum").replace(**TINY).to_json())
-    return str(path)
+def tiny_config(config_file):  # here: the path of a tiny config file
+    return config_file(**TINY)
 
 
 def train(tiny_config, out, *extra: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from npppo import presets
 from npppo.cli import main, seed_plan
 from npppo.errors import NpppoError
 from npppo.plotting import expand_runs
@@ -16,10 +15,8 @@ TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], cr
 
 
 @pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.json"
-    path.write_text(presets.get("pendulum").replace(**TINY).to_json())
-    return str(path)
+def config(config_file):
+    return config_file(**TINY)
 
 
 def seeds(config, out, *extra: str) -> int:
