@@ -66,7 +66,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["tests/test_ppo_wiring.py", "tests/test_golden.py"]
 MODULES: dict[str, list[str]] = {
     "npppo/ppo.py": ["tests/test_ppo_wiring.py", "tests/test_checkpoint.py", "tests/test_ppo.py",
-                     "tests/test_resume.py", "tests/test_errors.py", "tests/test_golden.py", "tests/test_workers.py"],
+                     "tests/test_resume.py", "tests/test_errors.py", "tests/test_golden.py", "tests/test_envs.py",
+                     "tests/test_workers.py"],
     "npppo/sampler.py": ["tests/test_sampler.py", *COMMON, "tests/test_resume.py", "tests/test_errors.py",
                          "tests/test_checkpoint.py", "tests/test_workers.py"],
     "npppo/backends/__init__.py": ["tests/test_ppo_wiring.py", "tests/test_checkpoint.py", "tests/test_golden.py",
@@ -81,7 +82,8 @@ MODULES: dict[str, list[str]] = {
                             "tests/test_inference.py", "tests/test_cli.py"],
     "npppo/normalization.py": ["tests/test_normalization.py", "tests/test_ppo_wiring.py", "tests/test_checkpoint.py",
                                "tests/test_inference.py"],
-    "npppo/config.py": ["tests/test_config.py", "tests/test_errors.py", "tests/test_ppo_wiring.py"],
+    "npppo/config.py": ["tests/test_config.py", "tests/test_config_reference.py", "tests/test_errors.py",
+                        "tests/test_ppo_wiring.py"],
     "npppo/policy.py": ["tests/test_policy.py", "tests/test_layers.py", "tests/test_losses.py", *COMMON,
                         "tests/test_sampler.py", "tests/test_inference.py", "tests/test_ppo.py"],
     "npppo/critic.py": ["tests/test_critic.py", "tests/test_losses.py", *COMMON, "tests/test_inference.py"],
@@ -89,7 +91,7 @@ MODULES: dict[str, list[str]] = {
     "npppo/inference.py": ["tests/test_inference.py", "tests/test_distributions.py", "tests/test_activations.py",
                            "tests/test_layers.py", "tests/test_policy.py", "tests/test_critic.py",
                            "tests/test_losses.py", "tests/test_sampler.py", *COMMON],
-    "npppo/evaluation.py": ["tests/test_ppo_wiring.py", "tests/test_cli.py"],
+    "npppo/evaluation.py": ["tests/test_evaluation.py", "tests/test_ppo_wiring.py", "tests/test_cli.py"],
     "npppo/train.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_learning_curves.py",
                        "tests/test_bench.py"],
 }

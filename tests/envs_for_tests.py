@@ -25,6 +25,23 @@ class Failing(gym.Wrapper):
         return self.env.step(action)
 
 
+class NanReward(gym.Wrapper):
+    """Pendulum whose reward is NaN from the ``nan_at``-th step of an episode on (a user's bug npppo finds)."""
+
+    def __init__(self, env, nan_at: int) -> None:
+        super().__init__(env)
+        self.nan_at, self.steps = nan_at, 0
+
+    def reset(self, **kwargs):
+        self.steps = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float("nan") if self.steps >= self.nan_at else reward, terminated, truncated, info
+
+
 class Slow(gym.Wrapper):
     """Pendulum slowed down by ``$NPPPO_TEST_SLEEP`` seconds a step (so a test can interrupt a run)."""
 
@@ -40,3 +57,4 @@ def short_pendulum(steps: int = 20) -> gym.Env:
 if "FailingPendulum-v0" not in gym.registry:
     gym.register("FailingPendulum-v0", entry_point=lambda fail_after=5: Failing(short_pendulum(), fail_after))
     gym.register("SlowPendulum-v0", entry_point=lambda: Slow(short_pendulum()))
+    gym.register("NanRewardPendulum-v0", entry_point=lambda nan_at=3: NanReward(short_pendulum(), nan_at))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
+import zipfile
 
 import gymnasium as gym
 import numpy as np
@@ -88,6 +90,34 @@ def test_a_failed_write_leaves_the_old_checkpoint_and_no_temporary_file(agent, s
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
 
 
+def test_saving_syncs_the_file_then_its_folder_and_closes_the_folder(agent, tmp_path, monkeypatch):
+    synced, folders, closed = [], [], []
+    real_fsync, real_open, real_close = os.fsync, os.open, os.close
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        synced.append((stat.S_ISDIR(info.st_mode), info.st_ino))
+        real_fsync(fd)
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if os.path.isdir(path):
+            folders.append(fd)
+        return fd
+
+    def close(fd):
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "close", close)
+    path = agent.save(tmp_path / "checkpoint.npz")
+    # the data before the rename, then the folder that holds the new name
+    assert synced == [(False, path.stat().st_ino), (True, tmp_path.stat().st_ino)]
+    assert len(folders) == 1 and folders[0] in closed  # no descriptor left open
+
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_a_checkpoint_gets_the_permissions_the_umask_gives_any_new_file(agent, tmp_path, umask, mode):
     previous = os.umask(umask)
@@ -131,9 +161,25 @@ def text(path):
     path.write_text("this is not an archive\n")
 
 
+def plain_npy(path):
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros(3))
+
+
+def bad_member_header(path):
+    """An .npz with the metadata entry and a member whose .npy header lacks keys: NumPy's ValueError."""
+    meta = io.BytesIO()
+    np.save(meta, np.array("{}"))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__npppo__.npy", meta.getvalue())
+        archive.writestr("params.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}\n")
+
+
 @pytest.mark.parametrize("damage, fault", [
     (corrupt, "corrupt"), (truncate, "truncated"), (empty, "empty"), (foreign, "not an npppo checkpoint"),
-    (pickled_npy, "pickle"), (pickled_npz, "pickle"), (text, "not an .npz"),
+    (pickled_npy, "pickle"), (pickled_npz, "pickle"), (text, r"not an \.npz file \(it starts with b'this i'\)"),
+    (plain_npy, r"single \.npy array, not an npppo checkpoint"),
+    (bad_member_header, r"corrupt or truncated: Header does not contain the correct keys"),
 ])
 def test_a_bad_file_raises_checkpoint_error_naming_file_and_fault(saved, damage, fault):
     damage(saved)

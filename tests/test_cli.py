@@ -91,6 +91,37 @@ def test_the_final_evaluation_printed_is_the_saved_policys(tmp_path, tiny_config
     assert f"evaluation: return {mean:.1f} ± {std:.1f} over 10 episodes" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("every", "evaluated"), [("70", [False, True, False, True]),
+                                                  ("200", [False, False, False, True])])
+def test_evaluations_at_each_multiple_of_eval_every_passed_and_at_the_last_iteration(tmp_path, tiny_config, every,
+                                                                                     evaluated):
+    """40 steps an iteration, 160 in all. --eval-every 70: after 80 steps (past 70; the next point is
+    then 140, the first multiple of 70 above 80) and after 160. --eval-every 200 reaches no multiple,
+    but the last iteration (steps == total steps exactly) is evaluated."""
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "160", "--eval-every", every) == 0
+    rows, _ = read_progress(out / "progress.csv")
+    assert [row["steps"] for row in rows] == ["40", "80", "120", "160"]
+    assert [not np.isnan(float(row["eval_mean"])) for row in rows] == evaluated
+    assert (out / "best.npz").is_file()
+
+
+def test_ctrl_c_before_the_first_iteration_ends_is_an_interrupted_run_with_nothing_saved(tmp_path, monkeypatch):
+    from npppo import PPO
+    from npppo.train import RunOptions
+    from npppo.train import train as run
+
+    agent = PPO(ENV_ID, presets.get("pendulum").replace(**TINY), seed=0)
+
+    def interrupted(total_steps, callback=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(agent, "learn", interrupted)
+    result = run(agent, tmp_path / "run", RunOptions(total_steps=80), quiet=True)
+    assert (result.interrupted, result.saved_iteration, result.rows) == (True, None, [])
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
 def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     agent, out, run = _fresh(build_parser().parse_args(["train"]))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from npppo import ConfigError, PPOConfig, presets
-from npppo.config import PRESET_KEYS, read_config_file
+from npppo.config import PRESET_KEYS, allowed_values, read_config_file
 
 
 def test_defaults_are_the_stable_baselines3_settings():
@@ -19,6 +19,7 @@ def test_defaults_are_the_stable_baselines3_settings():
     assert (cfg.advantage, cfg.gae_lambda, cfg.gamma) == ("gae", 0.95, 0.99)
     assert (cfg.actor_epochs, cfg.critic_epochs, cfg.batch_size) == (10, 10, 64)
     assert (cfg.steps_per_batch, cfg.episodes_per_batch, cfg.num_envs) == (2048, None, 8)
+    assert (cfg.elu_alpha, cfg.init, cfg.mu_output_gain) == (1.0, "orthogonal", 0.01)  # ELU's usual alpha
 
 
 def test_seed_preset_holds_every_value_of_the_seed_table():
@@ -172,6 +173,24 @@ def test_every_validated_field_has_a_range_case():
 
     # steps_per_batch is the other batch kind: its own test below
     assert {f.name for f in dataclasses.fields(PPOConfig)} == set(RANGES) | {"steps_per_batch"}
+
+
+def test_every_fields_allowed_values_are_recorded_in_words():
+    allowed = allowed_values()
+    assert set(allowed) == {f.name for f in dataclasses.fields(PPOConfig)}
+    assert allowed["target_kl"] == "a number in (0.0, inf) or null"  # recorded although the default is None
+    assert allowed["sigma_min"].startswith("a number in [0.0, inf); > 0 unless sigma_mode")
+    assert allowed["reward_clip"] == "a number in (0.0, inf]"
+
+
+def test_a_field_without_a_rule_is_caught_when_the_rules_are_recorded():
+    @dataclasses.dataclass
+    class Extended(PPOConfig):
+        extra: int = 0
+
+    assert Extended().extra == 0  # validation itself does not look for fields without rules
+    with pytest.raises(AssertionError, match=r"has no rule for \['extra'\]"):
+        Extended()._check({})
 
 
 def test_a_sigma_floor_of_zero_is_allowed_only_for_a_state_independent_sigma():

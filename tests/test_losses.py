@@ -7,6 +7,7 @@ from conftest import kink_free_rows, spread_indices
 from npppo import presets
 from npppo.config import SIGMA_MODES
 from npppo.critic import Critic
+from npppo.distributions import normal_log_density
 from npppo.inference import gaussian_log_prob, tanh_log_det
 from npppo.losses import (
     actor_loss_and_grad,
@@ -92,6 +93,19 @@ def test_clipped_surrogate_on_both_sides_of_the_clip(ratio, advantage, gradient_
     assert stats[2] == (1.0 if abs(ratio - 1) > CLIP else 0.0)  # clip fraction
 
 
+@pytest.mark.parametrize(("ratio", "advantage"), [(1.25, 1.0), (0.75, -1.0)])
+def test_a_ratio_exactly_at_the_clip_edge_keeps_its_gradient(ratio, advantage):
+    """The edge belongs to the unclipped side (the module docstring): r <= 1+eps for A >= 0, r >= 1-eps for A < 0."""
+    actions, mu, sigma = np.zeros((1, 1)), np.zeros((1, 1)), np.ones((1, 1))
+    old_log_prob = np.array([normal_log_density(0.0, 0.0, 1.0) - np.log(ratio)])
+    grad_mu, grad_sigma, stats = np.empty((1, 1)), np.empty((1, 1)), np.zeros(4)
+    loss = clipped_surrogate_grad(actions, mu, sigma, old_log_prob, np.array([advantage]), 0.25, 0.0,
+                                  grad_mu, grad_sigma, stats, np.empty((0, 1)))
+    assert stats[3] == ratio  # the kernel's ratio is exactly 1 + eps or 1 - eps (these are exact in binary)
+    assert loss == -ratio * advantage
+    assert -grad_sigma[0, 0] == -advantage * ratio  # dL/dlog pi = -A r, as inside the range
+
+
 def test_approx_kl_is_zero_when_policies_agree():
     _, _, stats = surrogate_grad(1.0, 1.0)
     assert stats[1] == pytest.approx(0.0, abs=1e-15)
@@ -120,7 +134,9 @@ def test_clipped_critic_loss_gradient_matches_finite_differences(tiny_config, ch
     values = critic.value(obs)
     # old values on both sides, none within the finite-difference step of the clip edge
     old_values = values + np.where(np.arange(values.size) % 2 == 0, 0.5, -0.05)
-    _, grad = critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.2)
+    loss, grad = critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.2)
+    clipped = old_values + np.clip(values - old_values, -0.2, 0.2)
+    assert loss == pytest.approx(np.mean(np.maximum((values - targets) ** 2, (clipped - targets) ** 2)), rel=1e-12)
 
     def f():
         return critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.2)[0]

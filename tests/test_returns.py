@@ -88,6 +88,14 @@ def test_gae_with_lambda_one_equals_infinite_step_return_minus_value():
     np.testing.assert_allclose(gae_advantages(*args, GAMMA, 1.0), mc_returns - values, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize(("kernel", "last"), [(n_step_returns, 3), (gae_advantages, 0.9)])
+def test_the_kernels_read_and_write_only_inside_their_arrays(kernel, last):
+    """Compiled code does not check bounds; the same source run by Python (where NumPy raises
+    IndexError past an array's end) must give the compiled kernel's values."""
+    args = batch([7, 30, 3, 25], [True, False, False, True], seed=3)
+    np.testing.assert_allclose(kernel.py_func(*args, GAMMA, last), kernel(*args, GAMMA, last), rtol=1e-13, atol=0)
+
+
 def test_episode_boundary_stops_the_sum():
     """A reward in the next episode must not leak into this one's return."""
     rewards = np.array([0.0, 0.0, 100.0])

@@ -113,6 +113,29 @@ def test_an_environment_that_keeps_raising_stops_the_run_with_its_traceback(tiny
     assert processes_tagged(tag) == []
 
 
+def test_a_non_finite_reward_in_a_worker_stops_the_run_at_once_with_npppos_own_message(tiny_config):
+    """npppo's own check fails the same way on every retry: an EnvError, not a replaced worker."""
+    with PPO("envs_for_tests:NanRewardPendulum-v0", tiny_config(), seed=0, workers=2, max_worker_failures=5) as agent:
+        with pytest.raises(EnvError, match=r"returned a non-finite reward nan at step 3 of its episode"):
+            agent.learn(100)
+
+
+def test_the_forkserver_preloads_the_worker_module(tiny_config, monkeypatch):
+    """Each worker forks from a server that has imported npppo (and NumPy, Numba) once already."""
+    import multiprocessing
+
+    from npppo.backends import local
+
+    if local.START_METHOD != "forkserver":
+        pytest.skip("no forkserver on this platform")
+    preloaded = []
+    monkeypatch.setattr(multiprocessing.get_context("forkserver"), "set_forkserver_preload", preloaded.append)
+    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w: None)  # no processes needed here
+    monkeypatch.setattr(local.LocalWorkers, "_receive", lambda self, w, message: None)
+    local.LocalWorkers(None, tiny_config(num_envs=2, episodes_per_batch=2), None, 0, [[0], [1]], [0, 0])
+    assert preloaded == [["npppo.backends.local"]]
+
+
 def test_environments_workers_cannot_copy_get_one_line_errors(tiny_config):
     with pytest.raises(EnvError, match="not an instance"):
         PPO(envs_for_tests.short_pendulum(), tiny_config(), workers=2)
