@@ -206,7 +206,7 @@ class ConwipLineEnv(gym.Env):
       (20 evaluation episodes, reset seeds 10000..10019): throughput is 0.052 at cap 1, 0.092 at 5,
       0.095 at 9 and flat at 0.096 from about 19 on, and its slope, 30 × Δthroughput / ΔWIP (parts
       per epoch per extra part held), falls through 0.02 between caps 7 and 9. So the best fixed cap
-      is 8, inside 3..30, with caps 1 and 100 clearly worse (docs/results_conwip.md).
+      is 8, inside 3..30, with caps 1 and 100 clearly worse (docs/results.md, "ConwipLine-v0").
     * ``"twin"``: (parts − twin's parts) + (twin's time-average WIP − this line's), where the twin
       is the same line under the fixed cap ``twin_cap`` driven by the same random numbers (same
       arrivals, warm-up caps and per-part processing times); with the agent's cap equal to
