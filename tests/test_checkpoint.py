@@ -293,3 +293,24 @@ def test_saving_makes_missing_folders(agent, tmp_path):
     path = agent.save(tmp_path / "runs" / "a" / "model.npz")
     assert path == tmp_path / "runs" / "a" / "model.npz"
     np.testing.assert_array_equal(PPO.load(path).policy.params, agent.policy.params)
+
+
+def test_metadata_that_is_not_json_is_refused_naming_the_file(agent, tmp_path):
+    arrays, _ = snapshot(agent)
+    path = tmp_path / "bad-meta.npz"
+    np.savez(path, **arrays, __npppo__=np.array("{not json"))
+    with pytest.raises(CheckpointError, match=r"bad-meta.npz: its metadata is not valid JSON"):
+        PPO.load(path)
+
+
+def test_the_reward_statistics_round_trip_by_value(tmp_path):
+    config = presets.get("pendulum").replace(**TINY, normalize_rewards=True)
+    agent = PPO(short_pendulum, config, seed=3)
+    agent.learn(120)
+    loaded = PPO.load(agent.save(tmp_path / "r.npz"), env=short_pendulum)
+    saved, restored = agent.reward_normalizer.return_rms, loaded.reward_normalizer.return_rms
+    assert saved.count > 0 and restored.count == saved.count
+    for name in ("mean", "var"):
+        value = getattr(restored, name)
+        assert isinstance(value, np.ndarray) and value.dtype == np.float64, name
+        np.testing.assert_array_equal(value, getattr(saved, name))

@@ -322,3 +322,25 @@ def test_steps_help_says_whole_episode_batches_may_overshoot(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "overshoot N by less than one batch" in text
     assert "--eval-every N" in text and "--eval-episodes K" in text
+
+
+def test_ctrl_c_inside_the_driver_saves_the_last_iteration_and_restores_the_signal_handler(tmp_path):
+    import signal as signals
+
+    from npppo import PPO
+    from npppo.train import RunOptions
+    from npppo.train import train as drive
+
+    agent = PPO("Pendulum-v1", presets.get("pendulum").replace(**TINY), seed=0)
+    learn = agent.learn
+
+    def interrupted_learn(total_steps, callback):  # one iteration, then Ctrl-C
+        learn(total_steps, callback=lambda a, m: callback(a, m) and False)
+        raise KeyboardInterrupt
+
+    agent.learn = interrupted_learn
+    before = signals.getsignal(signals.SIGINT)
+    result = drive(agent, tmp_path / "run", RunOptions(10_000, checkpoint_every=100), quiet=True)
+    assert result.interrupted and result.saved_iteration == 1
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["iteration"] == 1
+    assert signals.getsignal(signals.SIGINT) is before

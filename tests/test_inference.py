@@ -164,3 +164,22 @@ def test_normalisation_uses_the_saved_statistics_and_clip(tmp_path, tiny_config,
     np.testing.assert_allclose(policy.distribution(obs)[0], mu, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(policy.distribution(obs)[1], sigma, rtol=1e-12, atol=1e-14)
     assert policy.obs_dim == 3 and policy.action_dim == 1 and policy.config["obs_clip"] == 0.5
+
+
+def test_a_layer_table_that_is_not_back_to_back_is_refused(tmp_path, tiny_config):
+    _, path = trained_agent(tmp_path, tiny_config(**TUNED))
+
+    def shift(arrays, meta):
+        layers = arrays["policy.layers"].copy()
+        layers["offset"][1] += 1
+        arrays["policy.layers"] = layers
+
+    with pytest.raises(ValueError, match="not back to back"):
+        Policy.load(rewrite(path, tmp_path / "bad.npz", shift))
+
+
+def test_single_layer_heads_and_trunk_load_and_act_as_the_agent(tmp_path, tiny_config):
+    agent, path = trained_agent(tmp_path, tiny_config(**dict(TUNED, trunk_sizes=[5], head_sizes=[], dtype="float64")))
+    assert list(Policy.load(path).parts["mu_head"]["fan_in"]) == [5]  # one layer each
+    obs = np.random.default_rng(3).normal(size=(4, 3))
+    np.testing.assert_allclose(Policy.load(path).act(obs), agent.act(obs), rtol=1e-12, atol=1e-12)

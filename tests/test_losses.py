@@ -236,3 +236,19 @@ def test_actor_loss_in_row_blocks_equals_one_pass_and_threads_change_no_bit(tiny
     with ThreadPoolExecutor(2) as pool:
         actor_loss_blocks(twins, obs, actions, old_log_prob, advantages, 0.2, 0.01, pool.map)
     np.testing.assert_array_equal(policy.grad, serial_grad)
+
+
+def test_the_clipped_critic_loss_takes_the_larger_of_the_two_squared_errors_row_by_row(tiny_config):
+    from npppo.critic import Critic
+    from npppo.losses import critic_loss_terms
+
+    critic = Critic(3, tiny_config(dtype="float64"), np.random.default_rng(0))
+    obs = np.random.default_rng(1).normal(size=(4, 3))
+    values = critic.value(obs)
+    old = values - np.array([0.5, -0.5, 0.05, 0.3])  # V - V_old: outside, outside, inside, outside the clip 0.1
+    targets = values - np.array([0.5, 0.2, -0.4, -0.1])  # e = V - G
+    error = values - targets
+    clipped = old + np.clip(values - old, -0.1, 0.1) - targets
+    expected = np.mean(np.maximum(error**2, clipped**2))
+    assert critic_loss_terms(critic, obs, targets, old, 0.1) == pytest.approx(expected, rel=1e-12)
+    assert expected != pytest.approx(np.mean(error**2))  # the clip matters in this case

@@ -219,3 +219,25 @@ def test_a_resumed_fixed_step_run_continues_each_environments_episode_count_with
     # resumed: each environment starts a fresh episode (its 5th seed), then a 6th after 50 steps
     assert first.episodes_started == [4, 4, 4] and counts[1][0] == counts[2][0] == [6, 6, 6]
     np.testing.assert_array_equal(counts[1][1], counts[2][1])
+
+
+def test_workers_that_cannot_start_are_all_stopped_and_say_why(tiny_config):
+    import gymnasium as gym
+
+    if "OnlyHerePendulum-v0" not in gym.registry:  # registered in this process only: workers cannot make it
+        gym.register("OnlyHerePendulum-v0", entry_point="gymnasium.envs.classic_control:PendulumEnv",
+                     max_episode_steps=20)
+    tag = uuid.uuid4().hex
+    os.environ["NPPPO_TEST_TAG"] = tag
+    try:
+        agent = PPO("OnlyHerePendulum-v0", tiny_config(), seed=0, workers=2)
+        with pytest.raises(EnvError, match=r"worker process cannot make the environment.*module:Id"):
+            agent.learn(100)
+    finally:
+        del os.environ["NPPPO_TEST_TAG"]
+    time.sleep(0.5)
+    # this process's own helpers (the fork server, the resource tracker) may have started with the tag: no
+    # worker (their children) may be left
+    workers = [pid for pid in processes_tagged(tag)
+               if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid()]
+    assert workers == []
