@@ -7,38 +7,46 @@ import time
 import gymnasium as gym
 
 
-class Failing(gym.Wrapper):
+class EpisodeSteps(gym.Wrapper):
+    """Counts the steps of the current episode in ``steps``; subclasses change what a step returns."""
+
+    def __init__(self, env) -> None:
+        super().__init__(env)
+        self.steps = 0
+
+    def reset(self, **kwargs):
+        self.steps = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.steps += 1
+        return self.changed(*self.env.step(action))
+
+    def changed(self, obs, reward, terminated, truncated, info):
+        return obs, reward, terminated, truncated, info
+
+
+class Failing(EpisodeSteps):
     """Pendulum that raises in ``step`` after ``fail_after`` steps of an episode (a user's bug)."""
 
     def __init__(self, env, fail_after: int) -> None:
         super().__init__(env)
-        self.fail_after, self.steps = fail_after, 0
+        self.fail_after = fail_after
 
-    def reset(self, **kwargs):
-        self.steps = 0
-        return self.env.reset(**kwargs)
-
-    def step(self, action):
-        self.steps += 1
+    def changed(self, *result):
         if self.steps > self.fail_after:
             raise RuntimeError("the simulator fell over")
-        return self.env.step(action)
+        return result
 
 
-class NanReward(gym.Wrapper):
+class NanReward(EpisodeSteps):
     """Pendulum whose reward is NaN from the ``nan_at``-th step of an episode on (a user's bug npppo finds)."""
 
     def __init__(self, env, nan_at: int) -> None:
         super().__init__(env)
-        self.nan_at, self.steps = nan_at, 0
+        self.nan_at = nan_at
 
-    def reset(self, **kwargs):
-        self.steps = 0
-        return self.env.reset(**kwargs)
-
-    def step(self, action):
-        self.steps += 1
-        obs, reward, terminated, truncated, info = self.env.step(action)
+    def changed(self, obs, reward, terminated, truncated, info):
         return obs, float("nan") if self.steps >= self.nan_at else reward, terminated, truncated, info
 
 

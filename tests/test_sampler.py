@@ -109,14 +109,10 @@ def test_sample_actions_matches_the_numpy_reference(squash):
 
 @pytest.mark.parametrize("bad, message", [(np.nan, "non-finite observation"), (np.inf, "non-finite observation")])
 def test_a_non_finite_observation_names_the_environment_and_step(tiny_config, bad, message):
-    class Broken(gym.Wrapper):  # a bad observation at the 5th step of every episode
-        def reset(self, **kwargs):
-            self.steps = 0
-            return self.env.reset(**kwargs)
+    from envs_for_tests import EpisodeSteps
 
-        def step(self, action):
-            self.steps += 1
-            obs, reward, terminated, truncated, info = self.env.step(action)
+    class Broken(EpisodeSteps):  # a bad observation at the 5th step of every episode
+        def changed(self, obs, reward, terminated, truncated, info):
             return (np.full_like(obs, bad) if self.steps == 5 else obs), reward, terminated, truncated, info
 
     s = sampler(tiny_config, env_ids=(0,))
