@@ -46,6 +46,21 @@ def episode_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0] >> 1)
 
 
+class NoiseStream:
+    """The standard-normal action noise of one episode (or environment), drawn 64 steps at a time:
+    the same numbers, in the same order, as one draw per step, for a fraction of the calls."""
+
+    def __init__(self, key: list[int], action_dim: int) -> None:
+        self.rng, self.action_dim = np.random.default_rng(key), action_dim
+        self.block, self.used = np.empty((0, action_dim)), 0
+
+    def next(self) -> np.ndarray:
+        if self.used == self.block.shape[0]:
+            self.block, self.used = self.rng.standard_normal((64, self.action_dim)), 0
+        self.used += 1
+        return self.block[self.used - 1]
+
+
 @dataclass
 class Batch:
     """Experience of one iteration; T steps in S segments stored back to back, E finished episodes."""
@@ -182,7 +197,7 @@ class Sampler:
 
         def start(e: int) -> None:
             position, episode = waiting.pop()
-            noise = np.random.default_rng([self.run_seed, iteration, episode, NOISE])
+            noise = NoiseStream([self.run_seed, iteration, episode, NOISE], self.action_dim)
             obs = self._reset(e, episode_seed(self.run_seed, iteration, episode))
             running[e] = [rows.open((position, 0)), noise, obs, 0.0, 0]
 
@@ -190,12 +205,12 @@ class Sampler:
             start(e)
         while running:
             active = list(running)
-            for e, (next_obs, episode_over, terminated) in zip(active, self._step(active, running, rows, obs_stats),
-                                                               strict=True):
+            next_obs, over, terminated = self._step(active, running, rows, obs_stats)
+            for j, e in enumerate(active):
                 state = running[e]
-                state[2] = next_obs
-                if episode_over:
-                    rows.ends[state[0]] = (next_obs, terminated)
+                state[2] = next_obs[j]
+                if over[j]:
+                    rows.ends[state[0]] = (next_obs[j], terminated[j])
                     rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
                     del running[e]
                     if waiting:
@@ -208,77 +223,85 @@ class Sampler:
         rows = _Rows(self.obs_dim, self.action_dim)
         if self._live is None:
             self._live = [[self._reset_fixed(e), 0.0, 0] for e in range(len(self.envs))]
-        running = {e: [rows.open((e, 0)), np.random.default_rng([self.run_seed, FIXED, self.env_ids[e], iteration,
-                                                                  NOISE]), *self._live[e], steps_per_env[e], 0]
+        running = {e: [rows.open((e, 0)), NoiseStream([self.run_seed, FIXED, self.env_ids[e], iteration, NOISE],
+                                                      self.action_dim), *self._live[e], steps_per_env[e], 0]
                    for e in range(len(self.envs)) if steps_per_env[e] > 0}  # [..., steps left, piece]
         while running:
             active = list(running)
-            for e, (next_obs, episode_over, terminated) in zip(active, self._step(active, running, rows, obs_stats),
-                                                               strict=True):
+            next_obs, over, terminated = self._step(active, running, rows, obs_stats)
+            for j, e in enumerate(active):
                 state = running[e]
                 state[5] -= 1
                 cut = state[5] == 0
-                if episode_over or cut:
-                    rows.ends[state[0]] = (next_obs, terminated)
-                if episode_over:
+                if over[j] or cut:
+                    rows.ends[state[0]] = (next_obs[j], terminated[j])
+                if over[j]:
                     rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
                     state[2:5] = [self._reset_fixed(e), 0.0, 0]
                 else:
-                    state[2] = next_obs
+                    state[2] = next_obs[j]
                 if cut:
                     self._live[e] = state[2:5]
                     del running[e]
-                elif episode_over:
+                elif over[j]:
                     state[6] += 1
                     state[0] = rows.open((e, state[6]))
         return rows.batch()
 
     # ------------------------------------------------------------------ the step function
-    def _step(self, active: list[int], running: dict[int, list], rows: _Rows, obs_stats) -> list[tuple]:
+    def _step(self, active: list[int], running: dict[int, list], rows: _Rows, obs_stats
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One step of the environments ``active`` (their states in ``running``: [segment id, noise
-        rng, obs, return so far, length so far, ...]); records the rows and returns, per environment,
-        (next obs, episode over, terminated)."""
+        stream, obs, return so far, length so far, ...]); records the rows and returns, per
+        environment, (next obs, episode over, terminated), each an array over ``active``."""
         states = [running[e] for e in active]
+        k = len(active)
         obs = np.array([state[2] for state in states])
         x = obs if obs_stats is None else normalize_observations(obs, *obs_stats, self.obs_clip)
         mu, sigma = self.policy.distribution_rows(x)
-        noise = np.array([state[1].standard_normal(self.action_dim) for state in states])
-        block = rows.reserve(len(active))
-        env_actions = np.empty((len(active), self.action_dim))
+        noise = np.array([state[1].next() for state in states])
+        block = rows.reserve(k)
+        env_actions = np.empty((k, self.action_dim))
         rows.obs[block] = obs
         sample_actions(mu, sigma, noise, self.low, self.high, self.policy.action_squash == "tanh",
                        rows.actions[block], env_actions, rows.log_prob[block])
-        results = []
+        next_obs, rewards = np.empty((k, self.obs_dim)), rows.rewards[block]
+        over, terminated = np.empty(k, bool), np.empty(k, bool)
         for j, (e, state) in enumerate(zip(active, states, strict=True)):
-            next_obs, reward, terminated, truncated, _ = self.envs[e].step(env_actions[j])
+            observation, rewards[j], terminated[j], truncated, _ = self.envs[e].step(env_actions[j])
+            over[j] = terminated[j] or truncated
             state[4] += 1
-            reward = float(reward)
-            if not math.isfinite(reward):
-                raise EnvError(f"environment {self.env_ids[e]} returned a non-finite reward {reward} at step "
-                               f"{state[4]} of its episode: check the environment (npppo cannot learn from NaN or inf)")
-            results.append((self._check_obs(next_obs, e, state[4]), bool(terminated or truncated), bool(terminated)))
-            rows.rewards[block.start + j] = reward
-            rows.segment[block.start + j] = state[0]
+            self._check_shape(observation, e)
+            next_obs[j] = observation
+        rows.segment[block] = [state[0] for state in states]
+        if not (np.isfinite(rewards).all() and np.isfinite(next_obs).all()):  # one check for the whole step
+            j = next(j for j in range(k) if not (math.isfinite(rewards[j]) and np.isfinite(next_obs[j]).all()))
+            raise self._nonfinite(active[j], states[j][4], rewards[j], next_obs[j])
+        for state, reward in zip(states, rewards.tolist(), strict=True):
             state[3] += reward
-        return results
+        return next_obs, over, terminated
 
-    def _reset(self, e: int, seed: int) -> np.ndarray:
-        obs, _ = self.envs[e].reset(seed=seed)
-        return self._check_obs(obs, e, 0)
-
-    def _reset_fixed(self, e: int) -> np.ndarray:
-        seed = episode_seed(self.run_seed, FIXED, self.env_ids[e], int(self.episodes_started[e]))
-        self.episodes_started[e] += 1
-        return self._reset(e, seed)
-
-    def _check_obs(self, obs, e: int, step: int) -> np.ndarray:
+    def _check_shape(self, obs, e: int) -> None:
         if np.shape(obs) != (self.obs_dim,):
             raise EnvError(
                 f"environment {self.env_ids[e]} returned an observation of shape {np.shape(obs)}, expected "
                 f"({self.obs_dim},): wrap it in gymnasium.wrappers.FlattenObservation"
             )
-        obs = np.asarray(obs, dtype=np.float64)
-        if not np.all(np.isfinite(obs)):
-            raise EnvError(f"environment {self.env_ids[e]} returned a non-finite observation {obs.tolist()} at step "
-                           f"{step} of its episode: check the environment (npppo cannot learn from NaN or inf)")
+
+    def _nonfinite(self, e: int, step: int, reward: float, obs: np.ndarray) -> EnvError:
+        what = f"reward {reward}" if not math.isfinite(reward) else f"observation {obs.tolist()}"
+        return EnvError(f"environment {self.env_ids[e]} returned a non-finite {what} at step {step} of its episode: "
+                        "check the environment (npppo cannot learn from NaN or inf)")
+
+    def _reset(self, e: int, seed: int) -> np.ndarray:
+        obs, _ = self.envs[e].reset(seed=seed)
+        self._check_shape(obs, e)
+        obs = np.array(obs, dtype=np.float64)
+        if not np.isfinite(obs).all():
+            raise self._nonfinite(e, 0, 0.0, obs)
         return obs
+
+    def _reset_fixed(self, e: int) -> np.ndarray:
+        seed = episode_seed(self.run_seed, FIXED, self.env_ids[e], int(self.episodes_started[e]))
+        self.episodes_started[e] += 1
+        return self._reset(e, seed)
