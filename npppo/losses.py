@@ -117,7 +117,7 @@ def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantage
 
 # a full batch longer than this is computed in fixed blocks of rows (a property of the batch alone,
 # so results do not depend on how many cores compute the blocks)
-ACTOR_BLOCK_ROWS = 4096
+BLOCK_ROWS = 4096
 
 
 @dataclass
@@ -159,6 +159,34 @@ def actor_loss_terms(
     return ActorLossInfo(float(loss), *map(float, stats), float(np.mean(sigma)))
 
 
+def row_blocks(n: int) -> list[slice]:
+    """N rows cut into ``ceil(N / BLOCK_ROWS)`` contiguous blocks of nearly equal size: the cut depends
+    on N alone, never on the worker count, so the sums over blocks are the same bits for any."""
+    bounds = np.linspace(0, n, -(-n // BLOCK_ROWS) + 1).astype(int)
+    return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
+
+
+def _in_blocks(models: list, n: int, terms, map_blocks) -> tuple[list[float], list]:
+    """``terms(model, rows)`` (forward, loss, backward of the rows ``rows``) over the row blocks of N rows.
+
+    The losses are means over rows, so L = sum_k (n_k / N) L_k, and likewise the gradient and each
+    diagnostic: returns the weights n_k / N and each block's result, and leaves the weighted gradient
+    in ``models[0].grad``. Block k runs on ``models[k]``, a twin of ``models[0]`` (shared parameters,
+    its own gradient and buffers: :meth:`npppo.nn.layers.FlatModel.twin`), so ``map_blocks`` may run
+    the blocks side by side (a thread pool's ``map``).
+    """
+    blocks = row_blocks(n)
+    if len(blocks) == 1:
+        return [1.0], [terms(models[0], blocks[0])]
+    results = list(map_blocks(lambda k: terms(models[k], blocks[k]), range(len(blocks))))
+    weights = [(block.stop - block.start) / n for block in blocks]
+    grad = models[0].grad
+    grad *= grad.dtype.type(weights[0])
+    for model, weight in zip(models[1 : len(blocks)], weights[1:], strict=True):
+        grad += grad.dtype.type(weight) * model.grad
+    return weights, results
+
+
 def actor_loss_blocks(
     policies: list[GaussianPolicy],
     obs: np.ndarray,
@@ -170,27 +198,12 @@ def actor_loss_blocks(
     map_blocks=map,
     squash_bounds: np.ndarray | None = None,
 ) -> ActorLossInfo:
-    """:func:`actor_loss_terms` over N rows cut into ``ceil(N / ACTOR_BLOCK_ROWS)`` contiguous blocks.
-
-    The loss is a mean over rows, so L = sum_k (n_k / N) L_k, and likewise its gradient and each
-    diagnostic. Block k runs on ``policies[k]``, a twin of ``policies[0]`` (shared parameters, its own
-    gradient and buffers: :meth:`npppo.nn.layers.FlatModel.twin`), so ``map_blocks`` may run the
-    blocks side by side (a thread pool's ``map``); the gradient lands in ``policies[0].grad``.
-    ``squash_bounds``: as for :func:`actor_loss_terms`.
-    """
-    n = obs.shape[0]
-    bounds = np.linspace(0, n, -(-n // ACTOR_BLOCK_ROWS) + 1).astype(int)
-    if len(bounds) == 2:
-        return actor_loss_terms(policies[0], obs, actions, old_log_prob, advantages, clip_eps, ent_coef, squash_bounds)
-    blocks = [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
-    infos = list(map_blocks(lambda k: actor_loss_terms(policies[k], obs[blocks[k]], actions[blocks[k]],
-                                                        old_log_prob[blocks[k]], advantages[blocks[k]], clip_eps,
-                                                        ent_coef, squash_bounds), range(len(blocks))))
-    weights = [(block.stop - block.start) / n for block in blocks]
-    grad = policies[0].grad
-    grad *= grad.dtype.type(weights[0])
-    for policy, weight in zip(policies[1 : len(blocks)], weights[1:], strict=True):
-        grad += grad.dtype.type(weight) * policy.grad
+    """:func:`actor_loss_terms` over the row blocks of N rows (:func:`_in_blocks`) on ``policies``
+    (twins); the gradient lands in ``policies[0].grad``. ``squash_bounds``: as for
+    :func:`actor_loss_terms`."""
+    weights, infos = _in_blocks(policies, obs.shape[0], lambda policy, rows: actor_loss_terms(
+        policy, obs[rows], actions[rows], old_log_prob[rows], advantages[rows], clip_eps, ent_coef, squash_bounds),
+        map_blocks)
     return ActorLossInfo(*(sum(w * getattr(info, f.name) for w, info in zip(weights, infos, strict=True))
                            for f in fields(ActorLossInfo)))
 
@@ -242,6 +255,21 @@ def critic_loss_terms(
         grad_values = (2.0 / n) * np.where(use_clipped, clipped_error * inside, error)
     critic.backward(grad_values.astype(critic.dtype, copy=False))
     return loss
+
+
+def critic_loss_blocks(
+    critics: list[Critic],
+    obs: np.ndarray,
+    targets: np.ndarray,
+    old_values: np.ndarray | None = None,
+    value_clip: float | None = None,
+    map_blocks=map,
+) -> float:
+    """:func:`critic_loss_terms` over the row blocks of N rows (:func:`_in_blocks`) on ``critics``
+    (twins); the gradient lands in ``critics[0].grad``."""
+    weights, losses = _in_blocks(critics, obs.shape[0], lambda critic, rows: critic_loss_terms(
+        critic, obs[rows], targets[rows], None if old_values is None else old_values[rows], value_clip), map_blocks)
+    return sum(w * loss for w, loss in zip(weights, losses, strict=True))
 
 
 def critic_loss_and_grad(

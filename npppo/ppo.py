@@ -34,7 +34,7 @@ from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_env
 from npppo.errors import ConfigError, EnvError, TrainingError
 from npppo.evaluation import evaluate
-from npppo.losses import ACTOR_BLOCK_ROWS, actor_loss_blocks, critic_loss_terms
+from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks
 from npppo.normalization import RewardNormalizer, RunningMeanStd
 from npppo.optim import Optimizer, l2_norm
 from npppo.policy import GaussianPolicy
@@ -109,7 +109,7 @@ class PPO:
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
         self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
         self._backend = None  # the rollout's backend, started at the first collect()
-        self._twins: list[GaussianPolicy] = []  # the policy and its twins for the actor's row blocks
+        self._twins: dict[str, list] = {"policy": [], "critic": []}  # each network and its twins for row blocks
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
         self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
@@ -341,8 +341,8 @@ class PPO:
         # 4-5. k1 actor passes of the clipped surrogate (mu and sigma optimizers), k2 critic passes of the
         # squared error (critic optimizer). They share nothing (separate parameters, optimizers and
         # shuffle streams; targets fixed before either), so with workers > 1 the critic's run in a
-        # thread beside the actor's, and a long batch's actor gradient is computed in blocks of rows
-        # side by side (losses.actor_loss_blocks): the same results, on more than one core
+        # thread beside the actor's; a long batch's gradients are computed in fixed blocks of rows
+        # (losses.row_blocks), side by side on two threads: the same results, on more than one core
         actor_rng = np.random.default_rng([self.seed, self.iteration, 2])
         critic_rng = np.random.default_rng([self.seed, self.iteration, 3])
 
@@ -351,8 +351,8 @@ class PPO:
             for _ in range(cfg.critic_epochs):
                 critic_epoch = []
                 for idx in self._minibatches(batch.steps, critic_rng):
-                    loss = critic_loss_terms(self.critic, _take(obs, idx), _take(targets, idx),
-                                             _take(old_values, idx), cfg.value_clip)
+                    loss = critic_loss_blocks(self._twins_of("critic", batch.steps), _take(obs, idx),
+                                              _take(targets, idx), _take(old_values, idx), cfg.value_clip, map_blocks)
                     critic_norms.append(self._step(("critic",), self.critic, loss, lr_scale))
                     critic_epoch.append(loss)
             return critic_epoch, critic_norms
@@ -360,15 +360,15 @@ class PPO:
         parallel = self.workers > 1
         with ThreadPoolExecutor(1) if parallel else nullcontext() as pool, \
                 ThreadPoolExecutor(2) if parallel else nullcontext() as blocks_pool:
+            map_blocks = blocks_pool.map if parallel else map  # both networks' row blocks share the two threads
             critic_result = pool.submit(critic_passes) if parallel else None
-            map_blocks = blocks_pool.map if parallel else map
             actor_epoch, actor_norms = [], []
             for _ in range(cfg.actor_epochs):
                 actor_epoch = []
                 for idx in self._minibatches(batch.steps, actor_rng):
-                    info = actor_loss_blocks(self._policy_twins(batch.steps), _take(obs, idx), _take(actions, idx),
-                                             _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps,
-                                             ent_coef, map_blocks, self._squash_bounds)
+                    info = actor_loss_blocks(self._twins_of("policy", batch.steps), _take(obs, idx),
+                                             _take(actions, idx), _take(old_log_prob, idx), _take(advantages, idx),
+                                             cfg.clip_eps, ent_coef, map_blocks, self._squash_bounds)
                     actor_norms.append(self._step(("mu", "sigma"), self.policy, info.loss, lr_scale))
                     actor_epoch.append(info)
                 if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
@@ -437,12 +437,12 @@ class PPO:
             advantages = normalize(advantages)
         return values, returns, advantages
 
-    def _policy_twins(self, rows: int) -> list[GaussianPolicy]:
-        """The policy and enough twins of it for the actor's row blocks (made once)."""
-        needed = -(-rows // ACTOR_BLOCK_ROWS)
-        while len(self._twins) < needed:
-            self._twins.append(self.policy.twin() if self._twins else self.policy)
-        return self._twins
+    def _twins_of(self, network: str, rows: int) -> list:
+        """``self.policy`` or ``self.critic`` and enough twins of it for the row blocks of ``rows`` (made once)."""
+        twins = self._twins[network]
+        while len(twins) < -(-rows // BLOCK_ROWS):
+            twins.append(getattr(self, network).twin() if twins else getattr(self, network))
+        return twins
 
     def _minibatches(self, n: int, rng: np.random.Generator):
         """Index arrays of shuffled minibatches, or a single ``None`` for the full batch."""

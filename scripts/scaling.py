@@ -126,19 +126,19 @@ def update_variants(preset: str, env: str, iterations: int) -> dict[str, float]:
 
     warnings.simplefilter("ignore")
     variants = {}
-    for name, workers, block_rows in [("serial", 1, losses.ACTOR_BLOCK_ROWS),
+    for name, workers, block_rows in [("serial", 1, losses.BLOCK_ROWS),
                                       ("critic_thread", 2, 10**9),
-                                      ("critic_thread_and_actor_blocks", 2, losses.ACTOR_BLOCK_ROWS)]:
-        original, losses.ACTOR_BLOCK_ROWS = losses.ACTOR_BLOCK_ROWS, block_rows
+                                      ("critic_thread_and_actor_blocks", 2, losses.BLOCK_ROWS)]:
+        original, losses.BLOCK_ROWS = losses.BLOCK_ROWS, block_rows
         import npppo.ppo
 
-        npppo.ppo.ACTOR_BLOCK_ROWS = block_rows
+        npppo.ppo.BLOCK_ROWS = block_rows
         try:
             with PPO(env, presets.get(preset), seed=0, workers=workers) as agent:
                 agent.learn(1)
                 variants[name] = _median(agent.train_iteration(10**12)["update_s"] for _ in range(iterations))
         finally:
-            losses.ACTOR_BLOCK_ROWS = npppo.ppo.ACTOR_BLOCK_ROWS = original
+            losses.BLOCK_ROWS = npppo.ppo.BLOCK_ROWS = original
     return variants
 
 

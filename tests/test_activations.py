@@ -11,6 +11,9 @@ from npppo.inference import ACTIVATIONS
 from npppo.nn.activations import (
     CODES,
     EXPM1_CONSTANTS,
+    EXPM1_CONSTANTS_FLOAT32,
+    EXPM1_DOUBLINGS,
+    EXPM1_DOUBLINGS_FLOAT32,
     activate_vector,
     activation_backward,
     bias_activation_forward,
@@ -114,26 +117,37 @@ def test_elu_alpha_sets_the_negative_saturation():
 
 
 @njit(cache=True)
-def _expm1_all(z, k, out):
+def _expm1_all(z, k, doublings, out):
     for i in range(z.shape[0]):
-        out[i] = expm1_nonpositive(z[i], k)
+        out[i] = expm1_nonpositive(z[i], k, doublings)
 
 
 def test_expm1_nonpositive_matches_numpy_to_a_few_ulp():
     z = -np.concatenate([np.logspace(-300, 2, 20_000), np.linspace(0, 50, 20_001)])
     out = np.empty_like(z)
-    _expm1_all(z, EXPM1_CONSTANTS, out)
+    _expm1_all(z, EXPM1_CONSTANTS, EXPM1_DOUBLINGS, out)
     np.testing.assert_allclose(out, np.expm1(z), rtol=2e-15, atol=0)
 
 
 def test_expm1_nonpositive_in_float32_matches_numpy():
     z = -np.linspace(0, 20, 5_001).astype(np.float32)
     out = np.empty_like(z)
-    _expm1_all(z, EXPM1_CONSTANTS.astype(np.float32), out)
+    _expm1_all(z, EXPM1_CONSTANTS_FLOAT32, EXPM1_DOUBLINGS_FLOAT32, out)
     np.testing.assert_allclose(out, np.expm1(z.astype(np.float64)), rtol=5e-7, atol=0)
 
 
 def test_expm1_nonpositive_saturates_at_minus_one_far_below_zero():
     out = np.empty(3)
-    _expm1_all(np.array([-40.0, -745.0, -1e300]), EXPM1_CONSTANTS, out)
+    _expm1_all(np.array([-40.0, -745.0, -1e300]), EXPM1_CONSTANTS, EXPM1_DOUBLINGS, out)
     np.testing.assert_array_equal(out, [np.expm1(-40.0), -1.0, -1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_elu_is_within_four_ulp_of_expm1_rounded_to_the_dtype_and_keeps_nan(dtype):
+    z = -np.concatenate([np.logspace(-30, 1.5, 4_000), np.linspace(0, 20, 4_001)]).astype(dtype)[None, :]
+    _, y = forward("elu", 1.0, z)
+    exact = np.expm1(z.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(y - exact) / ulp) <= 4.0
+    _, y = forward("elu", 1.0, np.array([[np.nan, -np.inf, np.inf]], dtype))
+    assert np.isnan(y[0, 0]) and abs(y[0, 1] + 1.0) <= 2 * np.finfo(dtype).epsneg and y[0, 2] == np.inf

@@ -217,12 +217,12 @@ def test_squashed_actor_loss_gradient_matches_finite_differences(sigma_mode, tin
 def test_actor_loss_in_row_blocks_equals_one_pass_and_threads_change_no_bit(tiny_config):
     from concurrent.futures import ThreadPoolExecutor
 
-    from npppo.losses import ACTOR_BLOCK_ROWS, actor_loss_blocks, actor_loss_terms
+    from npppo.losses import BLOCK_ROWS, actor_loss_blocks, actor_loss_terms
     from npppo.policy import GaussianPolicy
 
     policy = GaussianPolicy(3, 2, tiny_config(sigma_mode="softplus", dtype="float64"), np.random.default_rng(0))
     rng = np.random.default_rng(1)
-    n = 2 * ACTOR_BLOCK_ROWS + 7  # three blocks
+    n = 2 * BLOCK_ROWS + 7  # three blocks
     obs, actions = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
     old_log_prob, advantages = rng.normal(size=n) - 2.0, rng.normal(size=n)
     whole = actor_loss_terms(policy, obs, actions, old_log_prob, advantages, 0.2, 0.01)
@@ -236,6 +236,30 @@ def test_actor_loss_in_row_blocks_equals_one_pass_and_threads_change_no_bit(tiny
     with ThreadPoolExecutor(2) as pool:
         actor_loss_blocks(twins, obs, actions, old_log_prob, advantages, 0.2, 0.01, pool.map)
     np.testing.assert_array_equal(policy.grad, serial_grad)
+
+
+def test_critic_loss_in_row_blocks_equals_one_pass_and_threads_change_no_bit(tiny_config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from npppo.critic import Critic
+    from npppo.losses import BLOCK_ROWS, critic_loss_blocks, critic_loss_terms
+
+    critic = Critic(3, tiny_config(dtype="float64"), np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    n = BLOCK_ROWS + 5  # two blocks
+    obs, targets = rng.normal(size=(n, 3)), rng.normal(size=n)
+    old_values = critic.value(obs) + 0.05 * rng.normal(size=n)
+    for value_clip in (None, 0.02):
+        whole = critic_loss_terms(critic, obs, targets, old_values, value_clip)
+        whole_grad = critic.grad.copy()
+        twins = [critic, critic.twin()]
+        blocks = critic_loss_blocks(twins, obs, targets, old_values, value_clip)
+        assert blocks == pytest.approx(whole, rel=1e-12)
+        np.testing.assert_allclose(critic.grad, whole_grad, rtol=1e-10, atol=1e-14)
+        serial_grad = critic.grad.copy()
+        with ThreadPoolExecutor(2) as pool:
+            assert critic_loss_blocks(twins, obs, targets, old_values, value_clip, pool.map) == blocks
+        np.testing.assert_array_equal(critic.grad, serial_grad)
 
 
 def test_the_clipped_critic_loss_takes_the_larger_of_the_two_squared_errors_row_by_row(tiny_config):

@@ -6,9 +6,9 @@ vs truncation, advantage normalisation, the entropy and learning-rate schedules,
 critic steps (full batch, or minibatches drawn from the actor's and the critic's own shuffle streams
 ``default_rng([seed, iteration, 2])`` and ``[seed, iteration, 3]``) with per-group gradient-norm
 scaling, momentum SGD or Adam written out in NumPy, reward normalisation by the running std of the
-discounted return, the actor's gradient over row blocks
+discounted return, both networks' gradients over row blocks
 (``L = sum_k (n_k / N) L_k``), and the observation statistics. The batches here hold at most a few
-hundred rows, far below ``npppo.losses.ACTOR_BLOCK_ROWS`` (4096): the cases that check the blocks
+hundred rows, far below ``npppo.losses.BLOCK_ROWS`` (4096): the cases that check the blocks
 lower that constant for the test (in ``npppo.losses`` and ``npppo.ppo``), so the blocked sum runs on
 a small batch; the reference cuts its blocks with its own copy of the rule. The losses and their gradients come from
 ``npppo.losses.actor_loss_and_grad`` / ``critic_loss_and_grad`` (they have their own finite-difference
@@ -248,16 +248,21 @@ class Reference:
                            clip_fraction=float(np.mean(np.abs(np.expm1(log_ratio)) > cfg.clip_eps)),
                            entropy=float(np.mean(np.sum(0.5 + HALF_LOG_2PI + np.log(sigma), axis=1))),
                            sigma_mean=float(np.mean(sigma)))
+        loss, grad = self.in_blocks(n, lambda rows: actor_loss_and_grad(
+            self.policy, obs[rows], actions[rows], old_log_prob[rows], advantages[rows], cfg.clip_eps, ent_coef))
+        return loss, diagnostics, self.step("mu", grad, lr_scale), self.step("sigma", grad, lr_scale)
+
+    def in_blocks(self, n, loss_and_grad):
+        """A loss and its gradient summed over row blocks of at most ``block_rows`` rows (as even as
+        can be, contiguous), each weighted by its share of the n rows."""
         blocks = -(-n // self.block_rows)
         bounds = [k * n // blocks for k in range(blocks + 1)]
-        loss, grad = 0.0, np.zeros_like(self.policy.params)
+        loss, grad = 0.0, 0.0
         for first, stop in itertools.pairwise(bounds):
-            part_loss, part_grad = actor_loss_and_grad(self.policy, obs[first:stop], actions[first:stop],
-                                                       old_log_prob[first:stop], advantages[first:stop],
-                                                       cfg.clip_eps, ent_coef)
+            part_loss, part_grad = loss_and_grad(slice(first, stop))
             loss += (stop - first) / n * part_loss
-            grad += (stop - first) / n * part_grad
-        return loss, diagnostics, self.step("mu", grad, lr_scale), self.step("sigma", grad, lr_scale)
+            grad = grad + (stop - first) / n * part_grad
+        return loss, grad
 
     def update(self, batch, total_steps):
         """One update on ``batch``; returns the metrics it can predict."""
@@ -306,7 +311,8 @@ class Reference:
         for _ in range(cfg.critic_epochs):
             critic_epoch = []
             for idx in self.minibatches(steps, critic_rng):
-                loss, grad = critic_loss_and_grad(self.critic, obs[idx], returns[idx], values[idx], cfg.value_clip)
+                loss, grad = self.in_blocks(len(idx), lambda rows, idx=idx: critic_loss_and_grad(
+                    self.critic, obs[idx][rows], returns[idx][rows], values[idx][rows], cfg.value_clip))
                 critic_epoch.append((loss, self.step("critic", grad, lr_scale)))
             critic += critic_epoch
 
@@ -351,7 +357,7 @@ CASES = {
     "gae-adam-minibatches-target_kl": (short_pendulum, dict(
         advantage="gae", optimizer="adam", batch_size=25, target_kl=1e-3, normalize_obs=True, value_clip=0.1)),
 }
-# the actor's row blocks, with ACTOR_BLOCK_ROWS lowered from 4096 for the test: 80 rows in 3 blocks of
+# the row blocks, with BLOCK_ROWS lowered from 4096 for the test: 80 rows in 3 blocks of
 # 26, 27 and 27; 30-row minibatches in 2 blocks of 15
 BLOCK_CASES = {
     "n_step-sgd-truncated-blocks": (short_pendulum, dict(), 32),
@@ -363,8 +369,8 @@ BLOCK_CASES = {
 @pytest.mark.parametrize("case", sorted(CASES) + sorted(BLOCK_CASES))
 def test_two_updates_match_the_plain_numpy_reference(case, obs_statistics, monkeypatch):
     make_env, changes, block_rows = CASES[case] + (4096,) if case in CASES else BLOCK_CASES[case]
-    monkeypatch.setattr(npppo.losses, "ACTOR_BLOCK_ROWS", block_rows)
-    monkeypatch.setattr(npppo.ppo, "ACTOR_BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(npppo.losses, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(npppo.ppo, "BLOCK_ROWS", block_rows)
     config = tiny(**changes)
     agent = PPO(make_env, config, seed=4)
     reference = Reference(agent, PPO(make_env, config, seed=99), block_rows)

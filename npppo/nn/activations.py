@@ -33,27 +33,32 @@ CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 IDENTITY, RELU, ELU, SOFTPLUS, TANH = (CODES[name] for name in ("identity", "relu", "elu", "softplus", "tanh"))
 
 
-# expm1_nonpositive's constants: 1/256, the clamp, the Taylor coefficients 1/1! ... 1/10!, the
-# doubling's 2, and 0; held in an array of the data's dtype, since Numba types float literals as
-# float64 and would promote a float32 expression
-EXPM1_CONSTANTS = np.array([0.00390625, -40.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-                            1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 2.0, 0.0])
+# expm1_nonpositive's constants: 2^-d for d doublings, the clamp, the Taylor coefficients 1/1! ...
+# 1/10!, the doubling's 2, and 0; held in an array of the data's dtype, since Numba types float
+# literals as float64 and would promote a float32 expression. float64: e^z - 1 is -1 to float64
+# precision below -40, and 8 doublings leave |w| <= 0.157; float32: -1 to float32 precision below
+# -17.5, and 3 doublings leave |w| <= 2.19, where the series to w^10 is still within float32 precision
+_TAYLOR = [1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800]
+EXPM1_CONSTANTS = np.array([2.0**-8, -40.0, *_TAYLOR, 2.0, 0.0])
+EXPM1_DOUBLINGS = 8
+EXPM1_CONSTANTS_FLOAT32 = np.array([2.0**-3, -17.5, *_TAYLOR, 2.0, 0.0], np.float32)
+EXPM1_DOUBLINGS_FLOAT32 = 3
 
 
 @njit(inline="always")
-def expm1_nonpositive(z, k):
-    """e^z - 1 for z <= 0, to within a few ulp of ``math.expm1``, from + and * alone, in the dtype of
-    ``k`` (:data:`EXPM1_CONSTANTS` in that dtype).
+def expm1_nonpositive(z, k, doublings):
+    """e^z - 1 for z <= 0, from + and * alone, in the dtype of ``k``: :data:`EXPM1_CONSTANTS` with
+    :data:`EXPM1_DOUBLINGS` (within a few ulp of ``math.expm1``), or the float32 pair.
 
     ``math.expm1`` is a libm call that stops LLVM from vectorising the ELU loop (13 ns an element);
-    this version vectorises (about 3 ns). With w = z / 256 (z clamped at -40, where e^z - 1 is -1
-    to float64 precision), e = expm1(w) by its Taylor series to w^10 (|w| <= 0.157, truncation error
-    below 1e-16 relative), then eight doublings expm1(2w) = e (e + 2): no cancellation near 0.
+    this version vectorises. With w = z / 2^d (z clamped where e^z - 1 is -1 to the dtype's
+    precision), e = expm1(w) by its Taylor series to w^10, then d doublings expm1(2w) = e (e + 2):
+    no cancellation near 0, and the doublings shrink an error as e nears -1.
     """
     w = max(z, k[1]) * k[0]
     e = w * (k[2] + w * (k[3] + w * (k[4] + w * (k[5] + w * (k[6] + w * (k[7] + w * (
         k[8] + w * (k[9] + w * (k[10] + w * k[11])))))))))
-    for _ in range(8):
+    for _ in range(doublings):
         e = e * (e + k[12])
     return e
 
@@ -64,7 +69,7 @@ def _value(code: int, z: float, alpha: float) -> float:
         return z if z > 0.0 else 0.0
     if code == ELU:
         # computed for every z: a select, not a branch
-        negative = alpha * expm1_nonpositive(min(z, 0.0), EXPM1_CONSTANTS)
+        negative = alpha * expm1_nonpositive(min(z, 0.0), EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
         return z if z > 0.0 else negative
     if code == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
@@ -72,7 +77,7 @@ def _value(code: int, z: float, alpha: float) -> float:
     if code == TANH:
         # tanh|z| = -e / (2 + e) with e = expm1(-2|z|): like ELU's, this vectorises where
         # math.tanh (a libm call, 20 ns an element) does not, and has no cancellation near 0
-        e = expm1_nonpositive(-2.0 * abs(z), EXPM1_CONSTANTS)
+        e = expm1_nonpositive(-2.0 * abs(z), EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
         magnitude = -e / (2.0 + e)
         return magnitude if z >= 0.0 else -magnitude
     return z
@@ -110,22 +115,27 @@ def activate_vector(code, z, alpha, out):
             out[j] = _value(code, z[j], alpha)
 
 
-@njit
-def _bias_elu_forward(pre, bias, alpha, out):
-    """:func:`bias_activation_forward` for ELU, with :func:`expm1_nonpositive`'s arithmetic done in the
-    arrays' dtype: float32 batches then run twice as many SIMD lanes as float64 (2.2x faster here;
-    within 4 ulp of float32 expm1)."""
-    k = np.empty(EXPM1_CONSTANTS.shape[0] + 1, pre.dtype)
-    k[:-1] = EXPM1_CONSTANTS
-    k[-1] = alpha
-    zero, scaled_alpha = k[13], k[-1]
+@njit(inline="always")
+def _bias_elu_rows(pre, bias, alpha, out, k, doublings):
+    zero = k[13]
     rows, cols = pre.shape
     for i in range(rows):
         for j in range(cols):
             z = pre[i, j] + bias[j]
             pre[i, j] = z
-            e = expm1_nonpositive(min(z, zero), k)
-            out[i, j] = z if z > zero else scaled_alpha * e
+            e = expm1_nonpositive(min(z, zero), k, doublings)
+            out[i, j] = z if z > zero else alpha * e
+
+
+@njit(fastmath={"contract"})  # fused multiply-adds in the Taylor series: fewer roundings, 1.5x faster
+def _bias_elu_forward(pre, bias, alpha, out):
+    """:func:`bias_activation_forward` for ELU; a float32 batch is computed in float32 with
+    :data:`EXPM1_CONSTANTS_FLOAT32`: twice the SIMD lanes of float64 and 5 fewer doublings (2.7x
+    faster than float32 arithmetic with the float64 constants here; within 4 ulp of float32 expm1)."""
+    if pre.itemsize == 4:
+        _bias_elu_rows(pre, bias, np.float32(alpha), out, EXPM1_CONSTANTS_FLOAT32, EXPM1_DOUBLINGS_FLOAT32)
+    else:
+        _bias_elu_rows(pre, bias, np.float64(alpha), out, EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
 
 
 @njit(inline="always")
