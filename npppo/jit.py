@@ -37,11 +37,24 @@ class PackageCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheL
     def get_cache_path(self) -> str:
         return self._cache_path
 
+    def get_source_stamp(self):
+        """The stamp of every source file of the package, not only this function's: a cached kernel
+        holds the kernels it calls from other modules compiled into it, so a change to any of them
+        (an edit, an upgrade) must invalidate it. Numba's default stamps the function's own file alone."""
+        return package_stamp()
+
     @classmethod
     def from_function(cls, py_func, py_file):
         if not Path(py_file).resolve().is_relative_to(PACKAGE_DIR):
             return None
         return super().from_function(py_func, py_file)
+
+
+@functools.cache
+def package_stamp() -> tuple:
+    """(path, modification time, size) of each of npppo's source files."""
+    return tuple((str(path.relative_to(PACKAGE_DIR)), path.stat().st_mtime, path.stat().st_size)
+                 for path in sorted(PACKAGE_DIR.rglob("*.py")))
 
 
 _locators = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # public from Numba 0.61

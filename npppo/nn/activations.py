@@ -64,13 +64,19 @@ def expm1_nonpositive(z, k, doublings):
 
 
 @njit(inline="always")
+def _elu(z, alpha, k, doublings):
+    """ELU in the dtype of ``k`` (``alpha`` given in it); the exponential is computed for every z:
+    a select, not a branch, so loops over it vectorise."""
+    negative = alpha * expm1_nonpositive(min(z, k[13]), k, doublings)
+    return z if z > k[13] else negative
+
+
+@njit(inline="always")
 def _value(code: int, z: float, alpha: float) -> float:
     if code == RELU:
         return z if z > 0.0 else 0.0
     if code == ELU:
-        # computed for every z: a select, not a branch
-        negative = alpha * expm1_nonpositive(min(z, 0.0), EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
-        return z if z > 0.0 else negative
+        return _elu(z, alpha, EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
     if code == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
         return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
@@ -102,9 +108,14 @@ def _derivative(code: int, z: float, y: float, alpha: float) -> float:
 @njit(inline="always")
 def activate_vector(code, z, alpha, out):
     """out[j] = f(z[j]) for vectors z, out (n,): one loop per common activation, so that LLVM sees a
-    fixed activation and vectorises it (the batch-1 forward's per-layer step)."""
+    fixed activation and vectorises it (the batch-1 forward's per-layer step). A float32 vector's ELU is
+    computed in float32, as in :func:`bias_activation_forward`."""
     n = z.shape[0]
-    if code == ELU:
+    if code == ELU and z.itemsize == 4:
+        alpha32 = np.float32(alpha)
+        for j in range(n):
+            out[j] = _elu(z[j], alpha32, EXPM1_CONSTANTS_FLOAT32, EXPM1_DOUBLINGS_FLOAT32)
+    elif code == ELU:
         for j in range(n):
             out[j] = _value(ELU, z[j], alpha)
     elif code == RELU:
@@ -117,14 +128,12 @@ def activate_vector(code, z, alpha, out):
 
 @njit(inline="always")
 def _bias_elu_rows(pre, bias, alpha, out, k, doublings):
-    zero = k[13]
     rows, cols = pre.shape
     for i in range(rows):
         for j in range(cols):
             z = pre[i, j] + bias[j]
             pre[i, j] = z
-            e = expm1_nonpositive(min(z, zero), k, doublings)
-            out[i, j] = z if z > zero else alpha * e
+            out[i, j] = _elu(z, alpha, k, doublings)
 
 
 @njit(fastmath={"contract"})  # fused multiply-adds in the Taylor series: fewer roundings, 1.5x faster

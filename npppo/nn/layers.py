@@ -218,33 +218,52 @@ class FlatModel:
 
 @njit(error_model="numpy")  # no zero-division branch in tanh's formula: it vectorises
 def forward_rows(params, layout, alphas, x, out):
-    """Compiled forward of one MLP, row by row: ``out[i] = mlp(x[i])``; for small batches (acting).
+    """Compiled forward of one MLP, row by row: ``out[i] = mlp(x[i])``; for small batches (acting, rollouts).
 
     Same math as :meth:`MLP.forward`, but one call for the whole network: at batch 1 the per-layer
-    Python and BLAS call overhead would cost more than the arithmetic.
+    Python and BLAS call overhead would cost more than the arithmetic. Each row's result is the same
+    bits whatever the batch size: rows go four at a time (each weight row loaded once for four inputs,
+    1.5x faster), and a group of four does for each row exactly the operations of one row alone.
     layout (layers, 4): offset, fan_in, fan_out, activation code; x (batch, in); out (batch, out).
     """
     width = 0
     for k in range(layout.shape[0]):
         width = max(width, layout[k, 1], layout[k, 2])
-    a = np.empty(width, params.dtype)
-    b = np.empty(width, params.dtype)
-    for i in range(x.shape[0]):
-        n_in = x.shape[1]
-        for j in range(n_in):
-            a[j] = x[i, j]
+    a = np.empty((4, width), params.dtype)  # each row's layer input
+    z = np.empty((4, width), params.dtype)  # ... and pre-activation
+    for first in range(0, x.shape[0], 4):
+        rows = min(4, x.shape[0] - first)
+        for i in range(rows):
+            for j in range(x.shape[1]):
+                a[i, j] = x[first + i, j]
         for k in range(layout.shape[0]):
             offset, fan_in, fan_out, code = layout[k, 0], layout[k, 1], layout[k, 2], layout[k, 3]
             # slices rather than computed indices: Numba then knows every index is in range and
             # non-negative, and LLVM vectorises the row updates (2.5x faster than params[row + j])
             weight = params[offset : offset + fan_in * fan_out]
-            z = b[:fan_out]
-            z[:] = params[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
-            for r in range(fan_in):
-                xr = a[r]
-                row = weight[r * fan_out : (r + 1) * fan_out]
-                for j in range(fan_out):
-                    z[j] += xr * row[j]
-            activate_vector(code, z, alphas[k], a)
-        for j in range(out.shape[1]):
-            out[i, j] = a[j]
+            bias = params[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
+            for i in range(rows):
+                z[i, :fan_out] = bias
+            if rows == 4:
+                z0, z1, z2, z3 = z[0, :fan_out], z[1, :fan_out], z[2, :fan_out], z[3, :fan_out]
+                for r in range(fan_in):
+                    x0, x1, x2, x3 = a[0, r], a[1, r], a[2, r], a[3, r]
+                    row = weight[r * fan_out : (r + 1) * fan_out]
+                    for j in range(fan_out):
+                        z0[j] += x0 * row[j]
+                        z1[j] += x1 * row[j]
+                        z2[j] += x2 * row[j]
+                        z3[j] += x3 * row[j]
+            else:
+                for i in range(rows):
+                    zi = z[i, :fan_out]
+                    for r in range(fan_in):
+                        xr = a[i, r]
+                        row = weight[r * fan_out : (r + 1) * fan_out]
+                        for j in range(fan_out):
+                            zi[j] += xr * row[j]
+            for i in range(rows):
+                activate_vector(code, z[i, :fan_out], alphas[k], a[i, :fan_out])
+        for i in range(rows):
+            for j in range(out.shape[1]):
+                out[first + i, j] = a[i, j]
