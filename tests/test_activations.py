@@ -38,7 +38,9 @@ def backward(name: str, alpha: float, z: np.ndarray, grad_out: np.ndarray) -> np
     """The chain-rule kernel: grad_out * f'(z)."""
     _, out = forward(name, alpha, z)
     grad_pre = np.empty_like(z)
-    activation_backward(z, out, grad_out, CODES[name], alpha, grad_pre)
+    grad_bias = np.empty(z.shape[1], z.dtype)
+    activation_backward(z, out, grad_out, CODES[name], alpha, grad_pre, grad_bias)
+    np.testing.assert_array_equal(grad_bias, np.sum(grad_pre, axis=0))  # the same sums, in NumPy's order
     return grad_pre
 
 

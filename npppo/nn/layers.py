@@ -8,8 +8,8 @@ A :class:`Dense` layer computes ``y = f(x W + b)`` with ``x (batch, fan_in)``, `
     dL/db = sum over rows of dL/dz       (fan_out,)
     dL/dx = dL/dz W^T                    (batch, fan_in)
 
-The matrix products go to BLAS; the bias add, the activation and its derivative are one fused
-Numba kernel each (:mod:`npppo.nn.activations`). Forward outputs live in buffers that the layer
+The matrix products go to BLAS; the bias add with the activation, and the derivative with the bias
+gradient's sum, are one fused Numba kernel each (:mod:`npppo.nn.activations`). Forward outputs live in buffers that the layer
 keeps per batch size, so the hot path allocates nothing: an output is valid until the next forward
 of the same layer with the same batch size.
 
@@ -104,9 +104,10 @@ class Dense:
         """dL/dy (batch, fan_out) -> dL/dx (batch, fan_in); writes dL/dW and dL/db into the grad views."""
         x = self._x
         pre, out, grad_pre, grad_x = self._buffer(x.shape[0])
-        activation_backward(pre, out, grad_out, self.code, self.alpha, grad_pre)
+        activation_backward(pre, out, grad_out, self.code, self.alpha, grad_pre, self.grad_bias)
+        if self.fan_out == 1:  # one column: NumPy's pairwise sum, more accurate than a running sum
+            np.sum(grad_pre, axis=0, out=self.grad_bias)
         np.matmul(x.T, grad_pre, out=self.grad_weight)
-        np.sum(grad_pre, axis=0, out=self.grad_bias)
         if not need_input_grad:
             return None
         if self.fan_out == 1:
