@@ -60,7 +60,8 @@ def train(config, workers: int, steps: int, env=None, callback=None) -> PPO:
     {"episodes_per_batch": None, "steps_per_batch": 300, "num_envs": 3, "normalize_rewards": True,
      "action_squash": "tanh", "mu_activation": "identity"},  # reward statistics from rows in stored order; squash
 ])
-def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes):
+def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, monkeypatch):
+    monkeypatch.setattr("npppo.ppo.THREADED_UPDATE_MIN_ROWS", 0)  # these small steps on two threads as well
     config = tiny_config(**{"num_envs": 3, "episodes_per_batch": 5, **changes})
     runs = [train(config, workers, 900) for workers in (1, 2, 3)]
     for other in runs[1:]:
@@ -241,3 +242,19 @@ def test_workers_that_cannot_start_are_all_stopped_and_say_why(tiny_config):
     workers = [pid for pid in processes_tagged(tag)
                if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid()]
     assert workers == []
+
+
+def test_a_script_without_a_main_guard_stops_with_a_hint_instead_of_restarting_workers_forever(tmp_path):
+    # workers start by importing the main module: a script that trains at import time starts training
+    # again in each worker, which then dies while starting; the learner gives up after max_worker_failures
+    script = tmp_path / "unguarded.py"
+    script.write_text("from npppo import PPO, presets\n"
+                      "PPO('Pendulum-v1', presets.get('pendulum'), workers=2).learn(1000)\n")
+    tag = uuid.uuid4().hex
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "NPPPO_TEST_TAG": tag},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert "WorkerError" in last and "failed 3 times in a row" in last and "if __name__ ==" in last, last
+    time.sleep(0.5)
+    assert processes_tagged(tag) == []

@@ -112,8 +112,9 @@ class LocalWorkers:
             pass  # a dead worker: _receive notices and replaces it
 
     def _receive(self, w: int, message):
-        """Worker w's answer to ``message``; a lost or failing worker is replaced and asked again."""
-        failures = 0
+        """Worker w's answer to ``message`` (None: its "ready" at start); a lost or failing worker is
+        replaced and asked again, until ``max_failures`` failures in a row (failing starts included)."""
+        failures, replaced = 0, False
         while True:
             process, conn = self.workers[w]
             try:
@@ -121,6 +122,14 @@ class LocalWorkers:
             except (EOFError, OSError):
                 process.join(timeout=5)
                 kind, payload = "lost", f"worker {w} (pid {process.pid}) died with exit code {process.exitcode}"
+                if replaced or message is None:
+                    payload += (" while starting (its error is above); if it ran your script's training again, put "
+                                "that code under `if __name__ == \"__main__\":`, since workers start by importing "
+                                "the main module")
+            if kind == "ready" and replaced and message is not None:
+                replaced = False
+                self._send(w, message)  # the replacement is ready: ask it again
+                continue
             if kind in ("ready", "batch"):
                 return payload
             if kind == "error":
@@ -131,9 +140,7 @@ class LocalWorkers:
             failures = count_failure(w, failures, self.max_failures, payload)
             self._stop(w)
             self._start(w)
-            self._receive(w, None)  # "ready"
-            if message is not None:
-                self._send(w, message)
+            replaced = True
 
     def _stop(self, w: int) -> None:
         process, conn = self.workers[w]
