@@ -11,7 +11,8 @@ from pathlib import Path
 import npppo
 from npppo.jit import PACKAGE_DIR, package_stamp
 
-CALLER = "from npppo.jit import njit\nfrom npppo._callee import callee\n\n\n@njit\ndef caller(x):\n    return 2 * callee(x)\n"
+CALLER = ("from npppo.jit import njit\nfrom npppo._callee import callee\n\n\n"
+          "@njit\ndef caller(x):\n    return 2 * callee(x)\n")
 
 
 def test_the_stamp_covers_every_source_file_of_the_package():
@@ -28,7 +29,8 @@ def test_a_cached_kernel_is_recompiled_when_a_kernel_it_calls_changes_in_another
     env.pop("NUMBA_CACHE_DIR", None)
 
     def run(increment: int) -> str:
-        (copy / "_callee.py").write_text(f"from npppo.jit import njit\n\n\n@njit\ndef callee(x):\n    return x + {increment}\n")
+        callee = f"from npppo.jit import njit\n\n\n@njit\ndef callee(x):\n    return x + {increment}\n"
+        (copy / "_callee.py").write_text(callee)
         stamp = 1_700_000_000 + increment  # the same for the same source, distinct on coarse file systems
         os.utime(copy / "_callee.py", (stamp, stamp))
         code = "from npppo._caller import caller; print(caller(1), sum(caller.stats.cache_hits.values()))"

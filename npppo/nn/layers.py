@@ -9,9 +9,9 @@ A :class:`Dense` layer computes ``y = f(x W + b)`` with ``x (batch, fan_in)``, `
     dL/dx = dL/dz W^T                    (batch, fan_in)
 
 The matrix products go to BLAS; the bias add with the activation, and the derivative with the bias
-gradient's sum, are one fused Numba kernel each (:mod:`npppo.nn.activations`). Forward outputs live in buffers that the layer
-keeps per batch size, so the hot path allocates nothing: an output is valid until the next forward
-of the same layer with the same batch size.
+gradient's sum, are one fused Numba kernel each (:mod:`npppo.nn.activations`). Forward outputs live
+in buffers that the layer keeps per batch size, so the hot path allocates nothing: an output is
+valid until the next forward of the same layer with the same batch size.
 
 A network's *layer table* (:data:`LAYER_DTYPE`, one row per dense layer) is its only description:
 :class:`FlatModel` builds it, the compiled row-by-row forward and :mod:`npppo.inference` read it,
