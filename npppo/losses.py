@@ -162,6 +162,8 @@ def actor_loss_terms(
 def row_blocks(n: int) -> list[slice]:
     """N rows cut into ``ceil(N / BLOCK_ROWS)`` contiguous blocks of nearly equal size: the cut depends
     on N alone, never on the worker count, so the sums over blocks are the same bits for any."""
+    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (10% of a 64-row minibatch update's time)
+        return [slice(0, n)]
     bounds = np.linspace(0, n, -(-n // BLOCK_ROWS) + 1).astype(int)
     return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
 
