@@ -30,7 +30,8 @@ class DictEnv(gym.Env):
 
 
 class NonFiniteAt(gym.Wrapper):
-    """Pendulum whose ``at``-th step (counted over the wrapper's life) returns NaN in ``what``."""
+    """Pendulum whose ``at``-th step (counted over the wrapper's life) returns NaN in ``what`` ("obs" or
+    "reward"), or with ``what="shape"`` an observation of shape (2,)."""
 
     def __init__(self, env: gym.Env, at: int, what: str) -> None:
         super().__init__(env)
@@ -42,6 +43,8 @@ class NonFiniteAt(gym.Wrapper):
         if self.steps == self.at:
             if self.what == "obs":
                 obs = np.array([np.nan, *obs[1:]], dtype=obs.dtype)
+            elif self.what == "shape":
+                obs = obs[:2]
             else:
                 reward = float("inf")
         return obs, reward, terminated, truncated, info
@@ -85,6 +88,12 @@ def test_unknown_preset_lists_the_known_ones():
 def test_non_finite_observation_or_reward_stops_the_run_naming_step_and_value(what, shown):
     agent = PPO(nan_pendulum(at=15, what=what), tiny(num_envs=1, episodes_per_batch=1), seed=0)
     with pytest.raises(EnvError, match=rf"non-finite .*{shown}.* at step 15 of its episode"):
+        agent.learn(1000)
+
+
+def test_an_observation_of_the_wrong_shape_in_mid_episode_names_both_shapes():
+    agent = PPO(nan_pendulum(at=15, what="shape"), tiny(num_envs=1, episodes_per_batch=1), seed=0)
+    with pytest.raises(EnvError, match=r"observation of shape \(2,\), expected \(3,\).*FlattenObservation"):
         agent.learn(1000)
 
 

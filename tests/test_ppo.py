@@ -114,3 +114,13 @@ def test_pendulum_preset_learns_to_swing_up_in_its_100k_steps():
     agent.learn(total_steps=100_000)
     after, _ = agent.evaluate(episodes=5)
     assert after > -300 and after > before + 600, (before, after)
+
+
+def test_an_agent_from_spaces_alone_equals_one_made_from_the_environment():
+    config = presets.get("pendulum")
+    agent = PPO("Pendulum-v1", config)
+    from_spaces = PPO.from_spaces((3, 1, np.array([-2.0]), np.array([2.0])), config)  # the same default seed
+    np.testing.assert_array_equal(from_spaces.policy.params, agent.policy.params)
+    np.testing.assert_array_equal(from_spaces.critic.params, agent.critic.params)
+    obs = np.array([0.5, -0.5, 1.0])
+    np.testing.assert_array_equal(from_spaces.act(obs), agent.act(obs))

@@ -15,7 +15,7 @@ import envs_for_tests
 import numpy as np
 import pytest
 
-from npppo import PPO, EnvError, WorkerError
+from npppo import PPO, ConfigError, EnvError, WorkerError
 from npppo.envs import EnvFactory
 
 HERE = Path(__file__).parent
@@ -142,6 +142,20 @@ def test_environments_workers_cannot_copy_get_one_line_errors(tiny_config):
         PPO(envs_for_tests.short_pendulum(), tiny_config(), workers=2)
     with pytest.raises(EnvError, match="must be picklable"):
         PPO(lambda: envs_for_tests.short_pendulum(), tiny_config(), workers=2)
+
+
+@pytest.mark.parametrize("workers", [0, -2, True, 1.5, "two"])
+def test_a_worker_count_that_is_not_a_positive_integer_or_auto_is_refused(tiny_config, workers):
+    with pytest.raises(ConfigError, match=r"workers must be a positive integer or 'auto', got"):
+        PPO("Pendulum-v1", tiny_config(), workers=workers)
+
+
+def test_workers_exit_on_their_own_when_closed_not_killed(tiny_config):
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), tiny_config(), seed=0, workers=2)
+    agent.learn(100)
+    processes = [process for process, _ in agent._backend.workers]
+    agent.close()
+    assert [process.exitcode for process in processes] == [0, 0]
 
 
 def test_auto_workers_is_the_usable_cores_at_most_the_environments(tiny_config):
