@@ -57,6 +57,80 @@ def pipe_seconds(payload, repeats: int = 20) -> float:
     return _median(times) / 2
 
 
+def _shared_echo(conn, params_name: str, part_name: str, params_size: int, part_size: int) -> None:
+    """A child that, per token, reads the parameters from one shared block (as a worker loads them)
+    and writes its part of the batch into another (to time shared memory against pipes)."""
+    from multiprocessing import shared_memory
+
+    import numpy as np
+
+    blocks = [shared_memory.SharedMemory(name=name) for name in (params_name, part_name)]
+    params_in = np.ndarray(params_size, np.uint8, blocks[0].buf)
+    part_out = np.ndarray(part_size, np.uint8, blocks[1].buf)
+    params, part = np.empty(params_size, np.uint8), np.ones(part_size, np.uint8)
+    while conn.recv() is not None:
+        params[:] = params_in
+        part_out[:] = part
+        conn.send(True)
+    del params_in, part_out
+    for block in blocks:
+        block.close()
+
+
+def exchange_seconds(params, part, repeats: int = 50) -> dict[str, float]:
+    """Median time of one worker's exchange per iteration (parameters out, its part of the batch
+    back) through a pipe (pickled, as the local backend does) and through shared memory (two blocks
+    and a one-byte token through the pipe; the learner copies the part out, as it must keep it)."""
+    from multiprocessing import shared_memory
+
+    import numpy as np
+
+    context = multiprocessing.get_context("spawn")
+    times = {}
+    mine, theirs = context.Pipe()
+    child = context.Process(target=_echo, args=(theirs,), daemon=True)
+    child.start()
+    part_bytes = pickle.dumps(part)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mine.send(params)
+        mine.recv()
+        mine.send(part)  # the echo child sends the part back: one worker's reply
+        mine.recv()
+        samples.append(time.perf_counter() - start)
+    mine.send(None)
+    child.join()
+    # the pipe figure above moved the parameters and the part both ways: keep one way of each
+    times["pipe_s"] = _median(samples) / 2
+    params_bytes = np.frombuffer(pickle.dumps(params), np.uint8)  # the same byte counts as the pipe
+    blocks = [shared_memory.SharedMemory(create=True, size=size) for size in (params_bytes.size, len(part_bytes))]
+    try:
+        params_out = np.ndarray(params_bytes.size, np.uint8, blocks[0].buf)
+        part_in = np.ndarray(len(part_bytes), np.uint8, blocks[1].buf)
+        mine, theirs = context.Pipe()
+        child = context.Process(target=_shared_echo, daemon=True,
+                                args=(theirs, blocks[0].name, blocks[1].name, params_bytes.size, len(part_bytes)))
+        child.start()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            params_out[:] = params_bytes
+            mine.send(True)
+            mine.recv()
+            np.array(part_in)  # the learner's own copy of the part
+            samples.append(time.perf_counter() - start)
+        mine.send(None)
+        child.join()
+        times["shared_memory_s"] = _median(samples)
+        del params_out, part_in
+    finally:
+        for block in blocks:
+            block.close()
+            block.unlink()
+    return times
+
+
 def measure(preset: str, env: str, iterations: int, with_ray: bool) -> dict:
     warnings.simplefilter("ignore")
     config = presets.get(preset)
@@ -91,6 +165,8 @@ def measure(preset: str, env: str, iterations: int, with_ray: bool) -> dict:
         Batch.concatenate([part, part])
     b += (time.perf_counter() - start) / 20 / (2 * batch.steps)
     row_bytes = len(pickle.dumps(part)) / batch.steps
+    # pipes against shared memory: the parameters out and the whole batch back, as with one worker
+    result["exchange_one_worker"] = exchange_seconds(agent.policy.params.copy(), part)
     result["costs"] = {"rollout_per_step_s": c, "per_worker_s": p, "per_row_s": b, "update_s": update,
                        "params_bytes": params_bytes, "batch_bytes_per_row": row_bytes,
                        "bytes_per_iteration_per_worker_out": params_bytes,
@@ -167,6 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"projected W={workers:>3}, one episode each ({row['batch_steps']:,} steps): "
               f"{row['train_steps_per_s']:,.0f} env steps/s")
     print(f"learner bound: {result['learner_bound_steps_per_s']:,.0f} env steps/s")
+    exchange = result["exchange_one_worker"]
+    print(f"parameters out and the whole batch back, one worker: pipe {exchange['pipe_s'] * 1e3:.2f} ms, "
+          f"shared memory {exchange['shared_memory_s'] * 1e3:.2f} ms")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
