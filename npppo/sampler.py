@@ -265,21 +265,32 @@ class Sampler:
         rows.obs[block] = obs
         sample_actions(mu, sigma, noise, self.low, self.high, self.policy.action_squash == "tanh",
                        rows.actions[block], env_actions, rows.log_prob[block])
-        next_obs, rewards = np.empty((k, self.obs_dim)), rows.rewards[block]
-        over, terminated = np.empty(k, bool), np.empty(k, bool)
-        for j, (e, state) in enumerate(zip(active, states, strict=True)):
-            observation, rewards[j], terminated[j], truncated, _ = self.envs[e].step(env_actions[j])
-            over[j] = terminated[j] or truncated
-            state[4] += 1
-            self._check_shape(observation, e)
-            next_obs[j] = observation
+        # the environments' own steps, then each result converted and checked once for all of them
+        results = [self.envs[e].step(action) for e, action in zip(active, env_actions, strict=True)]
+        rewards = rows.rewards[block]
+        rewards[:] = [result[1] for result in results]
+        terminated = np.array([result[2] for result in results], bool)
+        over = terminated | np.array([result[3] for result in results], bool)
+        next_obs = self._stack_observations([result[0] for result in results], active)
         rows.segment[block] = [state[0] for state in states]
-        if not (np.isfinite(rewards).all() and np.isfinite(next_obs).all()):  # one check for the whole step
-            j = next(j for j in range(k) if not (math.isfinite(rewards[j]) and np.isfinite(next_obs[j]).all()))
-            raise self._nonfinite(active[j], states[j][4], rewards[j], next_obs[j])
         for state, reward in zip(states, rewards.tolist(), strict=True):
             state[3] += reward
+            state[4] += 1
+        if not (np.isfinite(rewards).all() and np.isfinite(next_obs).all()):
+            j = next(j for j in range(k) if not (math.isfinite(rewards[j]) and np.isfinite(next_obs[j]).all()))
+            raise self._nonfinite(active[j], states[j][4], rewards[j], next_obs[j])
         return next_obs, over, terminated
+
+    def _stack_observations(self, observations: list, active: list[int]) -> np.ndarray:
+        """The observations as one (k, obs_dim) float64 array; a wrong shape names its environment."""
+        try:
+            stacked = np.array(observations, dtype=np.float64)
+        except ValueError:  # shapes that do not stack
+            stacked = None
+        if stacked is None or stacked.shape != (len(active), self.obs_dim):
+            for e, obs in zip(active, observations, strict=True):
+                self._check_shape(obs, e)
+        return stacked
 
     def _check_shape(self, obs, e: int) -> None:
         if np.shape(obs) != (self.obs_dim,):
