@@ -206,6 +206,8 @@ def actor_loss_blocks(
     weights, infos = _in_blocks(policies, obs.shape[0], lambda policy, rows: actor_loss_terms(
         policy, obs[rows], actions[rows], old_log_prob[rows], advantages[rows], clip_eps, ent_coef, squash_bounds),
         map_blocks)
+    if len(infos) == 1:
+        return infos[0]
     return ActorLossInfo(*(sum(w * getattr(info, f.name) for w, info in zip(weights, infos, strict=True))
                            for f in fields(ActorLossInfo)))
 
@@ -271,7 +273,7 @@ def critic_loss_blocks(
     (twins); the gradient lands in ``critics[0].grad``."""
     weights, losses = _in_blocks(critics, obs.shape[0], lambda critic, rows: critic_loss_terms(
         critic, obs[rows], targets[rows], None if old_values is None else old_values[rows], value_clip), map_blocks)
-    return sum(w * loss for w, loss in zip(weights, losses, strict=True))
+    return losses[0] if len(losses) == 1 else sum(w * loss for w, loss in zip(weights, losses, strict=True))
 
 
 def critic_loss_and_grad(

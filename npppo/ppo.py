@@ -102,9 +102,9 @@ class PPO:
         self.policy = GaussianPolicy(self.obs_dim, self.action_dim, cfg, init_rng)
         self.critic = Critic(self.obs_dim, cfg, init_rng)
         self.optimizers = {
-            "mu": self._optimizer(*self.policy.mu_range, cfg.mu_lr),
-            "sigma": self._optimizer(*self.policy.sigma_range, cfg.sigma_lr),
-            "critic": self._optimizer(0, self.critic.params.shape[0], cfg.critic_lr),
+            "mu": make_optimizer(cfg, *self.policy.mu_range, cfg.mu_lr, self.dtype),
+            "sigma": make_optimizer(cfg, *self.policy.sigma_range, cfg.sigma_lr, self.dtype),
+            "critic": make_optimizer(cfg, 0, self.critic.params.shape[0], cfg.critic_lr, self.dtype),
         }
         self.obs_rms = RunningMeanStd((self.obs_dim,), cfg.obs_clip) if cfg.normalize_obs else None
         self.reward_normalizer = RewardNormalizer(cfg.gamma, cfg.reward_clip) if cfg.normalize_rewards else None
@@ -125,11 +125,6 @@ class PPO:
                 "from noise. Use mu_activation='identity' or a tuned preset (presets.get('pendulum')).",
                 stacklevel=3,
             )
-
-    def _optimizer(self, start: int, stop: int, lr: float) -> Optimizer:
-        cfg = self.config
-        return Optimizer(cfg.optimizer, start, stop, lr, momentum=cfg.momentum, betas=tuple(cfg.adam_betas),
-                         eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm, dtype=self.dtype)
 
     # ------------------------------------------------------------------ environments
     @property
@@ -346,42 +341,50 @@ class PPO:
 
         # 4-5. k1 actor passes of the clipped surrogate (mu and sigma optimizers), k2 critic passes of the
         # squared error (critic optimizer). They share nothing (separate parameters, optimizers and
-        # shuffle streams; targets fixed before either), so with workers > 1 (and steps of at least
-        # THREADED_UPDATE_MIN_ROWS rows) the critic's run in a thread beside the actor's; a long batch's
-        # gradients are computed in fixed blocks of rows (losses.row_blocks), side by side on two
-        # threads: the same results, on more than one core
+        # shuffle streams; targets fixed before either), so with workers > 1 they run side by side:
+        # steps of at least THREADED_UPDATE_MIN_ROWS rows on threads (the critic's passes in one, and a
+        # long batch's gradients in fixed blocks of rows, losses.row_blocks, on two); smaller steps,
+        # whose cost is Python's rather than BLAS's, with the critic's passes in a local rollout
+        # worker's process (its parameters and optimizer state sent there and back). The same results.
         actor_rng = np.random.default_rng([self.seed, self.iteration, 2])
-        critic_rng = np.random.default_rng([self.seed, self.iteration, 3])
-
-        def critic_passes() -> tuple[list, list]:
-            critic_epoch, critic_norms = [], []
-            for _ in range(cfg.critic_epochs):
-                critic_epoch = []
-                for idx in self._minibatches(batch.steps, critic_rng):
-                    loss = critic_loss_blocks(self._twins_of("critic", batch.steps), _take(obs, idx),
-                                              _take(targets, idx), _take(old_values, idx), cfg.value_clip, map_blocks)
-                    critic_norms.append(self._step(("critic",), self.critic, loss, lr_scale))
-                    critic_epoch.append(loss)
-            return critic_epoch, critic_norms
-
         rows_per_step = batch.steps if cfg.batch_size is None else min(cfg.batch_size, batch.steps)
         parallel = self.workers > 1 and rows_per_step >= THREADED_UPDATE_MIN_ROWS
-        with ThreadPoolExecutor(1) if parallel else nullcontext() as pool, \
-                ThreadPoolExecutor(2) if parallel else nullcontext() as blocks_pool:
-            map_blocks = blocks_pool.map if parallel else map  # both networks' row blocks share the two threads
-            critic_result = pool.submit(critic_passes) if parallel else None
-            actor_epoch, actor_norms = [], []
-            for _ in range(cfg.actor_epochs):
-                actor_epoch = []
-                for idx in self._minibatches(batch.steps, actor_rng):
-                    info = actor_loss_blocks(self._twins_of("policy", batch.steps), _take(obs, idx),
-                                             _take(actions, idx), _take(old_log_prob, idx), _take(advantages, idx),
-                                             cfg.clip_eps, ent_coef, map_blocks, self._squash_bounds)
-                    actor_norms.append(self._step(("mu", "sigma"), self.policy, info.loss, lr_scale))
-                    actor_epoch.append(info)
-                if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
-                    break
-            critic_epoch, critic_norms = critic_result.result() if critic_result is not None else critic_passes()
+        offload = self.workers > 1 and not parallel and hasattr(self._backend, "start_critic")
+        critic_args = (obs, targets, old_values, lr_scale, self.seed, self.iteration)
+        try:
+            with ThreadPoolExecutor(1) if parallel else nullcontext() as pool, \
+                    ThreadPoolExecutor(2) if parallel else nullcontext() as blocks_pool:
+                map_blocks = blocks_pool.map if parallel else map  # both networks' row blocks share the two threads
+                critic_twins = self._twins_of("critic", batch.steps)
+                critic_result = (pool.submit(critic_passes, critic_twins, self.optimizers["critic"], cfg, *critic_args,
+                                             map_blocks) if parallel else None)
+                if offload:
+                    self._backend.start_critic((self.critic.params, self.optimizers["critic"].state(), *critic_args))
+                actor_epoch, actor_norms = [], []
+                for _ in range(cfg.actor_epochs):
+                    actor_epoch = []
+                    for idx in minibatches(batch.steps, cfg.batch_size, actor_rng):
+                        info = actor_loss_blocks(self._twins_of("policy", batch.steps), _take(obs, idx),
+                                                 _take(actions, idx), _take(old_log_prob, idx), _take(advantages, idx),
+                                                 cfg.clip_eps, ent_coef, map_blocks, self._squash_bounds)
+                        actor_norms.append(optimizer_step({g: self.optimizers[g] for g in ("mu", "sigma")},
+                                                          self.policy, info.loss, lr_scale, self.iteration))
+                        actor_epoch.append(info)
+                    if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
+                        break
+                if offload:
+                    params, state, critic_epoch, critic_norms = self._backend.finish_critic()
+                    self.critic.set_params(params)
+                    self.optimizers["critic"].load_state(state)
+                elif critic_result is not None:
+                    critic_epoch, critic_norms = critic_result.result()
+                else:
+                    critic_epoch, critic_norms = critic_passes(critic_twins, self.optimizers["critic"], cfg,
+                                                               *critic_args)
+        except BaseException:
+            if offload:
+                self.close()  # a critic job may still be running: workers start afresh at the next collect
+            raise
 
         # 6. θold ← θ, φold ← φ: the next rollout and targets use the networks as they are now
         if self.obs_rms is not None:
@@ -452,29 +455,6 @@ class PPO:
             twins.append(getattr(self, network).twin() if twins else getattr(self, network))
         return twins
 
-    def _minibatches(self, n: int, rng: np.random.Generator):
-        """Index arrays of shuffled minibatches, or a single ``None`` for the full batch."""
-        size = self.config.batch_size
-        if size is None or size >= n:
-            yield None
-            return
-        order = rng.permutation(n)
-        for begin in range(0, n, size):
-            yield order[begin : begin + size]
-
-    def _step(self, groups: tuple[str, ...], model, loss: float, lr_scale: float) -> list[float]:
-        """Check the loss and gradients are finite, then step each optimizer; returns the grad norms."""
-        norms = [l2_norm(model.grad[self.optimizers[g].start : self.optimizers[g].stop]) for g in groups]
-        if not math.isfinite(loss) or not all(map(math.isfinite, norms)):
-            raise TrainingError(
-                f"iteration {self.iteration}: the {'actor' if 'mu' in groups else 'critic'} loss ({loss}) or its "
-                f"gradient norms {dict(zip(groups, norms, strict=True))} became non-finite; lower the learning rate or "
-                "enable gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
-            )
-        for group in groups:
-            self.optimizers[group].step(model.params, model.grad, lr_scale)
-        return norms
-
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint (one .npz, written atomically); see :mod:`npppo.checkpoint`."""
@@ -488,3 +468,53 @@ class PPO:
 
 def _take(array: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
     return array if idx is None else array[idx]
+
+
+def minibatches(n: int, batch_size: int | None, rng: np.random.Generator):
+    """Index arrays of shuffled minibatches of ``batch_size`` rows, or a single ``None`` for the full batch."""
+    if batch_size is None or batch_size >= n:
+        yield None
+        return
+    order = rng.permutation(n)
+    for begin in range(0, n, batch_size):
+        yield order[begin : begin + batch_size]
+
+
+def optimizer_step(optimizers: dict[str, Optimizer], model, loss: float, lr_scale: float, iteration: int
+                   ) -> list[float]:
+    """Check the loss and gradients are finite, then step each optimizer; returns the grad norms."""
+    norms = [l2_norm(model.grad[optimizer.start : optimizer.stop]) for optimizer in optimizers.values()]
+    if not math.isfinite(loss) or not all(map(math.isfinite, norms)):
+        raise TrainingError(
+            f"iteration {iteration}: the {'actor' if 'mu' in optimizers else 'critic'} loss ({loss}) or its gradient "
+            f"norms {dict(zip(optimizers, norms, strict=True))} became non-finite; lower the learning rate or enable "
+            "gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
+        )
+    for optimizer in optimizers.values():
+        optimizer.step(model.params, model.grad, lr_scale)
+    return norms
+
+
+def critic_passes(critics: list[Critic], optimizer: Optimizer, config: PPOConfig, obs: np.ndarray,
+                  targets: np.ndarray, old_values: np.ndarray, lr_scale: float, seed: int, iteration: int,
+                  map_blocks=map) -> tuple[list[float], list[list[float]]]:
+    """Step 5: k2 passes of the critic's squared error on ``critics`` (the critic and its twins for
+    row blocks), shuffled by the critic's own stream ``(seed, iteration, 3)``; returns the last
+    epoch's losses and every step's gradient norm. Run by the learner, or by a rollout worker
+    beside the actor's passes (:meth:`npppo.backends.local.LocalWorkers.start_critic`)."""
+    rng = np.random.default_rng([seed, iteration, 3])
+    epoch, norms = [], []
+    for _ in range(config.critic_epochs):
+        epoch = []
+        for idx in minibatches(obs.shape[0], config.batch_size, rng):
+            loss = critic_loss_blocks(critics, _take(obs, idx), _take(targets, idx), _take(old_values, idx),
+                                      config.value_clip, map_blocks)
+            norms.append(optimizer_step({"critic": optimizer}, critics[0], loss, lr_scale, iteration))
+            epoch.append(loss)
+    return epoch, norms
+
+
+def make_optimizer(config: PPOConfig, start: int, stop: int, lr: float, dtype) -> Optimizer:
+    """The optimizer ``config`` chooses, for the slice ``[start, stop)`` of a parameter vector."""
+    return Optimizer(config.optimizer, start, stop, lr, momentum=config.momentum, betas=tuple(config.adam_betas),
+                     eps=config.adam_eps, max_grad_norm=config.max_grad_norm, dtype=dtype)

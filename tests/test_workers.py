@@ -15,7 +15,7 @@ import envs_for_tests
 import numpy as np
 import pytest
 
-from npppo import PPO, ConfigError, EnvError, WorkerError
+from npppo import PPO, ConfigError, EnvError, TrainingError, WorkerError
 from npppo.envs import EnvFactory
 
 HERE = Path(__file__).parent
@@ -60,8 +60,10 @@ def train(config, workers: int, steps: int, env=None, callback=None) -> PPO:
     {"episodes_per_batch": None, "steps_per_batch": 300, "num_envs": 3, "normalize_rewards": True,
      "action_squash": "tanh", "mu_activation": "identity"},  # reward statistics from rows in stored order; squash
 ])
-def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, monkeypatch):
-    monkeypatch.setattr("npppo.ppo.THREADED_UPDATE_MIN_ROWS", 0)  # these small steps on two threads as well
+@pytest.mark.parametrize("small_steps_min_rows", [0, 10**9], ids=["update-on-threads", "critic-in-a-worker"])
+def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, small_steps_min_rows, monkeypatch):
+    # with workers, these small update steps run on two threads, or with the critic's in worker 0
+    monkeypatch.setattr("npppo.ppo.THREADED_UPDATE_MIN_ROWS", small_steps_min_rows)
     config = tiny_config(**{"num_envs": 3, "episodes_per_batch": 5, **changes})
     runs = [train(config, workers, 900) for workers in (1, 2, 3)]
     for other in runs[1:]:
@@ -99,6 +101,35 @@ def test_a_killed_worker_is_replaced_and_the_result_does_not_change(tiny_config,
     np.testing.assert_array_equal(killed.policy.params, straight.policy.params)
     np.testing.assert_array_equal(killed.critic.params, straight.critic.params)
     assert "worker 1" in capsys.readouterr().err
+
+
+def test_a_worker_lost_during_the_critics_passes_is_replaced_and_the_result_does_not_change(tiny_config,
+                                                                                            monkeypatch, capsys):
+    from npppo.backends.local import LocalWorkers
+
+    config = tiny_config(num_envs=2, episodes_per_batch=4, batch_size=32)  # small steps: the critic's in worker 0
+    straight = train(config, 2, 800)
+    start_critic, killed = LocalWorkers.start_critic, []
+
+    def start_and_kill(workers, job):
+        start_critic(workers, job)
+        if not killed:
+            killed.append(workers.workers[0][0].pid)
+            os.kill(killed[0], signal.SIGKILL)
+
+    monkeypatch.setattr(LocalWorkers, "start_critic", start_and_kill)
+    again = train(config, 2, 800)
+    np.testing.assert_array_equal(again.policy.params, straight.policy.params)
+    np.testing.assert_array_equal(again.critic.params, straight.critic.params)
+    assert killed and f"worker 0 (pid {killed[0]}) died" in capsys.readouterr().err
+
+
+def test_a_critic_that_diverges_in_a_worker_raises_training_error(tiny_config):
+    config = tiny_config(batch_size=32, optimizer="sgd", critic_lr=1e30, max_grad_norm=None)
+    with PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=0, workers=2) as agent:
+        with pytest.raises(TrainingError, match=r"the critic loss .* became non-finite"):
+            agent.learn(2_000)
+        assert agent._backend is None  # the workers were stopped with the failed update
 
 
 def test_an_environment_that_keeps_raising_stops_the_run_with_its_traceback(tiny_config):

@@ -24,7 +24,7 @@ import numpy as np
 
 from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
-from npppo.errors import EnvError
+from npppo.errors import EnvError, TrainingError
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -39,11 +39,17 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     try:
         config = PPOConfig.from_dict(config_dict)
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started)
+        critic = None
         conn.send(("ready", None))
         while True:
             message = conn.recv()
             if message is None:
                 return
+            if message[0] == "critic":
+                if critic is None:
+                    critic = _critic_of(config, spaces[0])
+                conn.send(("critic", _critic_passes(*critic, config, *message[1:])))
+                continue
             _, iteration, params, obs_stats, work = message
             sampler.policy.set_params(params)
             batch = collect(sampler, config, iteration, work, obs_stats)
@@ -51,10 +57,31 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return  # the learner is gone
     except BaseException as exc:  # the environment is the user's code: report it whole
+        own = type(exc).__name__ if isinstance(exc, (EnvError, TrainingError)) else None
         try:
-            conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(), isinstance(exc, EnvError))))
+            conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(), own)))
         except (BrokenPipeError, OSError):
             pass
+
+
+def _critic_of(config: PPOConfig, obs_dim: int):
+    """A critic and its optimizer for the learner's critic passes (parameters and state come with each job)."""
+    from npppo.critic import Critic
+    from npppo.ppo import make_optimizer
+
+    critic = Critic(obs_dim, config, np.random.default_rng(0))
+    return critic, make_optimizer(config, 0, critic.params.shape[0], config.critic_lr, critic.dtype)
+
+
+def _critic_passes(critic, optimizer, config: PPOConfig, params, state, *args):
+    """:func:`npppo.ppo.critic_passes` from the learner's parameters and optimizer state; returns both
+    as they end, with the losses and gradient norms."""
+    from npppo.ppo import critic_passes
+
+    critic.set_params(params)
+    optimizer.load_state(state)
+    losses, norms = critic_passes([critic], optimizer, config, *args)
+    return critic.params.copy(), optimizer.state(), losses, norms
 
 
 class LocalWorkers:
@@ -101,6 +128,17 @@ class LocalWorkers:
             parts.append(batch)
         return Batch.concatenate(parts)
 
+    def start_critic(self, job: tuple) -> None:
+        """Send the learner's critic passes (:func:`npppo.ppo.critic_passes`'s inputs after the critic,
+        led by its parameters and optimizer state) to worker 0, to run beside the actor's passes."""
+        self._critic_job = ("critic", *job)
+        self._send(0, self._critic_job)
+
+    def finish_critic(self) -> tuple:
+        """(critic parameters, optimizer state, last epoch's losses, gradient norms) of the job sent; a
+        worker lost on the way is replaced and the job run again (the same inputs, the same result)."""
+        return self._receive(0, self._critic_job)
+
     def episodes_started(self) -> list[int]:
         """Fixed-step batches: how many episodes each of the run's environments has begun."""
         return np.concatenate(self.started).tolist()
@@ -130,12 +168,12 @@ class LocalWorkers:
                 replaced = False
                 self._send(w, message)  # the replacement is ready: ask it again
                 continue
-            if kind in ("ready", "batch"):
+            if kind in ("ready", "batch", "critic"):
                 return payload
             if kind == "error":
-                name, text, trace, own_check = payload
-                if own_check:  # npppo's own finding (a NaN observation): the same again on a retry
-                    raise EnvError(text)
+                name, text, trace, own = payload
+                if own:  # npppo's own finding (a NaN observation, a diverged critic): the same again on a retry
+                    raise {"EnvError": EnvError, "TrainingError": TrainingError}[own](text)
                 payload = f"the environment in worker {w} raised {name}: {text}\n{trace}"
             failures = count_failure(w, failures, self.max_failures, payload)
             self._stop(w)
