@@ -99,10 +99,13 @@ class Optimizer:
             self.buffers = {"m": np.zeros(n, dtype), "v": np.zeros(n, dtype)}
         self.steps = 0
 
-    def step(self, params: np.ndarray, grad: np.ndarray, lr_scale: float = 1.0) -> float:
-        """One step on ``params[start:stop]`` from ``grad[start:stop]``; returns the norm before scaling."""
+    def step(self, params: np.ndarray, grad: np.ndarray, lr_scale: float = 1.0, grad_norm: float | None = None
+             ) -> float:
+        """One step on ``params[start:stop]`` from ``grad[start:stop]``; returns the norm before scaling
+        (``grad_norm``: that norm, when the caller has computed it already)."""
         p, g = params[self.start : self.stop], grad[self.start : self.stop]
-        grad_norm = l2_norm(g)
+        if grad_norm is None:
+            grad_norm = l2_norm(g)
         scale = norm_scale(grad_norm, self.max_grad_norm)
         lr = self.lr * lr_scale
         self.steps += 1

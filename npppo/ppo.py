@@ -490,8 +490,8 @@ def optimizer_step(optimizers: dict[str, Optimizer], model, loss: float, lr_scal
             f"norms {dict(zip(optimizers, norms, strict=True))} became non-finite; lower the learning rate or enable "
             "gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
         )
-    for optimizer in optimizers.values():
-        optimizer.step(model.params, model.grad, lr_scale)
+    for optimizer, norm in zip(optimizers.values(), norms, strict=True):
+        optimizer.step(model.params, model.grad, lr_scale, norm)
     return norms
 
 
