@@ -196,15 +196,17 @@ def measure(preset: str, env: str, iterations: int, with_ray: bool) -> dict:
 
 
 def update_variants(preset: str, env: str, iterations: int) -> dict[str, float]:
-    """Median update seconds of: one core; the critic in a thread beside the actor; and that plus the
-    actor's gradient in row blocks side by side (what workers > 1 does)."""
+    """Median update seconds of: one core (``serial``); with two workers, the critic's passes beside
+    the actor's (on a thread for steps of at least 256 rows, in worker 0's process below) without row
+    blocks (``critic_beside``); and that with both gradients in row blocks on two threads
+    (``critic_beside_and_blocks``: what workers > 1 does)."""
     from npppo import losses
 
     warnings.simplefilter("ignore")
     variants = {}
     for name, workers, block_rows in [("serial", 1, losses.BLOCK_ROWS),
-                                      ("critic_thread", 2, 10**9),
-                                      ("critic_thread_and_actor_blocks", 2, losses.BLOCK_ROWS)]:
+                                      ("critic_beside", 2, 10**9),
+                                      ("critic_beside_and_blocks", 2, losses.BLOCK_ROWS)]:
         original, losses.BLOCK_ROWS = losses.BLOCK_ROWS, block_rows
         import npppo.ppo
 
