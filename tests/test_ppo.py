@@ -124,3 +124,29 @@ def test_an_agent_from_spaces_alone_equals_one_made_from_the_environment():
     np.testing.assert_array_equal(from_spaces.critic.params, agent.critic.params)
     obs = np.array([0.5, -0.5, 1.0])
     np.testing.assert_array_equal(from_spaces.act(obs), agent.act(obs))
+
+
+@pytest.mark.parametrize("obs", [np.zeros(4), np.zeros((2, 4)), np.zeros((1, 2, 3))])
+def test_act_and_value_refuse_observations_of_another_shape(obs):
+    agent = PPO("Pendulum-v1", presets.get("pendulum"))
+    with pytest.raises(ValueError, match=r"expected an observation of shape \(3,\) or a batch \(k, 3\)"):
+        agent.act(obs)
+    with pytest.raises(ValueError, match=r"expected an observation of shape \(3,\)"):
+        agent.value(obs)
+
+
+def test_learn_with_progress_prints_one_line_per_iteration_and_without_prints_nothing(capsys):
+    agent = PPO("Pendulum-v1", presets.get("pendulum"))
+    agent.learn(2_000)
+    assert capsys.readouterr().out == ""
+    agent.learn(4_000, progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "4,000/4,000" in lines[0], lines
+
+
+@pytest.mark.parametrize("lower, warns", [(0.0, False), (0.5, False), (-0.5, True)])
+def test_the_relu_mean_head_warns_only_when_the_action_space_goes_below_zero(lower, warns):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PPO.from_spaces((3, 1, np.array([lower]), np.array([1.0])), presets.get("seed"))
+    assert any("mu head ends in ReLU" in str(w.message) for w in caught) == warns

@@ -189,6 +189,16 @@ def test_workers_exit_on_their_own_when_closed_not_killed(tiny_config):
     assert [process.exitcode for process in processes] == [0, 0]
 
 
+def test_choosing_other_workers_stops_the_running_ones(tiny_config):
+    with PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), tiny_config(), seed=0, workers=2) as agent:
+        agent.learn(100)
+        processes = [process for process, _ in agent._backend.workers]
+        agent.set_workers(1)
+        assert agent._backend is None and [process.exitcode for process in processes] == [0, 0]
+        agent.learn(300)  # on in process
+        assert agent.workers == 1 and not any(process.is_alive() for process in processes)
+
+
 def test_auto_workers_is_the_usable_cores_at_most_the_environments(tiny_config):
     agent = PPO("Pendulum-v1", tiny_config(num_envs=1, episodes_per_batch=1), workers="auto")
     assert agent.workers == 1
