@@ -168,25 +168,26 @@ def row_blocks(n: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
 
 
-def _in_blocks(models: list, n: int, terms, map_blocks) -> tuple[list[float], list]:
+def _in_blocks(models: list, n: int, terms, combine, map_blocks):
     """``terms(model, rows)`` (forward, loss, backward of the rows ``rows``) over the row blocks of N rows.
 
     The losses are means over rows, so L = sum_k (n_k / N) L_k, and likewise the gradient and each
-    diagnostic: returns the weights n_k / N and each block's result, and leaves the weighted gradient
-    in ``models[0].grad``. Block k runs on ``models[k]``, a twin of ``models[0]`` (shared parameters,
-    its own gradient and buffers: :meth:`npppo.nn.layers.FlatModel.twin`), so ``map_blocks`` may run
-    the blocks side by side (a thread pool's ``map``).
+    diagnostic: leaves the weighted gradient in ``models[0].grad`` and returns ``combine(weights,
+    results)`` of the weights n_k / N and each block's result (a single block's result as it is).
+    Block k runs on ``models[k]``, a twin of ``models[0]`` (shared parameters, its own gradient and
+    buffers: :meth:`npppo.nn.layers.FlatModel.twin`), so ``map_blocks`` may run the blocks side by
+    side (a thread pool's ``map``).
     """
     blocks = row_blocks(n)
     if len(blocks) == 1:
-        return [1.0], [terms(models[0], blocks[0])]
+        return terms(models[0], blocks[0])
     results = list(map_blocks(lambda k: terms(models[k], blocks[k]), range(len(blocks))))
     weights = [(block.stop - block.start) / n for block in blocks]
     grad = models[0].grad
     grad *= grad.dtype.type(weights[0])
     for model, weight in zip(models[1 : len(blocks)], weights[1:], strict=True):
         grad += grad.dtype.type(weight) * model.grad
-    return weights, results
+    return combine(weights, results)
 
 
 def actor_loss_blocks(
@@ -203,13 +204,16 @@ def actor_loss_blocks(
     """:func:`actor_loss_terms` over the row blocks of N rows (:func:`_in_blocks`) on ``policies``
     (twins); the gradient lands in ``policies[0].grad``. ``squash_bounds``: as for
     :func:`actor_loss_terms`."""
-    weights, infos = _in_blocks(policies, obs.shape[0], lambda policy, rows: actor_loss_terms(
-        policy, obs[rows], actions[rows], old_log_prob[rows], advantages[rows], clip_eps, ent_coef, squash_bounds),
-        map_blocks)
-    if len(infos) == 1:
-        return infos[0]
-    return ActorLossInfo(*(sum(w * getattr(info, f.name) for w, info in zip(weights, infos, strict=True))
-                           for f in fields(ActorLossInfo)))
+
+    def terms(policy, rows):
+        return actor_loss_terms(policy, obs[rows], actions[rows], old_log_prob[rows], advantages[rows], clip_eps,
+                                ent_coef, squash_bounds)
+
+    def combine(weights, infos):
+        return ActorLossInfo(*(sum(w * getattr(info, f.name) for w, info in zip(weights, infos, strict=True))
+                               for f in fields(ActorLossInfo)))
+
+    return _in_blocks(policies, obs.shape[0], terms, combine, map_blocks)
 
 
 def actor_loss_and_grad(
@@ -271,9 +275,14 @@ def critic_loss_blocks(
 ) -> float:
     """:func:`critic_loss_terms` over the row blocks of N rows (:func:`_in_blocks`) on ``critics``
     (twins); the gradient lands in ``critics[0].grad``."""
-    weights, losses = _in_blocks(critics, obs.shape[0], lambda critic, rows: critic_loss_terms(
-        critic, obs[rows], targets[rows], None if old_values is None else old_values[rows], value_clip), map_blocks)
-    return losses[0] if len(losses) == 1 else sum(w * loss for w, loss in zip(weights, losses, strict=True))
+
+    def terms(critic, rows):
+        return critic_loss_terms(critic, obs[rows], targets[rows], None if old_values is None else old_values[rows],
+                                 value_clip)
+
+    return _in_blocks(critics, obs.shape[0], terms,
+                      lambda weights, losses: sum(w * loss for w, loss in zip(weights, losses, strict=True)),
+                      map_blocks)
 
 
 def critic_loss_and_grad(

@@ -360,15 +360,17 @@ class PPO:
                                              map_blocks) if parallel else None)
                 if offload:
                     self._backend.start_critic((self.critic.params, self.optimizers["critic"].state(), *critic_args))
+                policies = self._twins_of("policy", batch.steps)
+                actor_optimizers = {g: self.optimizers[g] for g in ("mu", "sigma")}
                 actor_epoch, actor_norms = [], []
                 for _ in range(cfg.actor_epochs):
                     actor_epoch = []
                     for idx in minibatches(batch.steps, cfg.batch_size, actor_rng):
-                        info = actor_loss_blocks(self._twins_of("policy", batch.steps), _take(obs, idx),
-                                                 _take(actions, idx), _take(old_log_prob, idx), _take(advantages, idx),
-                                                 cfg.clip_eps, ent_coef, map_blocks, self._squash_bounds)
-                        actor_norms.append(optimizer_step({g: self.optimizers[g] for g in ("mu", "sigma")},
-                                                          self.policy, info.loss, lr_scale, self.iteration))
+                        info = actor_loss_blocks(policies, _take(obs, idx), _take(actions, idx),
+                                                 _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps,
+                                                 ent_coef, map_blocks, self._squash_bounds)
+                        actor_norms.append(optimizer_step(actor_optimizers, self.policy, info.loss, lr_scale,
+                                                          self.iteration))
                         actor_epoch.append(info)
                     if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
                         break
