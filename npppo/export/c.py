@@ -23,21 +23,12 @@ from npppo import __version__
 from npppo.export.model import ExportModel, Layer
 from npppo.nn.activations import EXPM1_CONSTANTS_FLOAT32, EXPM1_DOUBLINGS_FLOAT32
 
-# name -> the C body of f(float z) (ELU's also takes alpha); the formulas of npppo.inference.ACTIVATIONS,
-# with e^z - 1 and tanh as npppo's float32 kernels compute them (npppo.nn.activations): from + and *
-# alone through {name}_expm1_nonpositive, so that the loops vectorise (expm1f and tanhf are libm calls,
-# which keep them scalar: the seed policy's act took 3.5 us with them, 1.4 us without). Each is
-# written so that a NaN stays NaN. softplus: log(1 + e^z) = max(z, 0) + log1p(e^-|z|), no overflow.
-ACTIVATION_C = {
-    "identity": None,
-    "relu": "return z < 0.0f ? 0.0f : z;",
-    "elu": "return z <= 0.0f ? alpha * {name}_expm1_nonpositive(z) : z;",
-    "softplus": "return (z > 0.0f ? z : 0.0f) + log1pf(expf(-fabsf(z)));",
-    # tanh|z| = -e / (2 + e) with e = expm1(-2|z|): no cancellation near 0
-    "tanh": "const float e = {name}_expm1_nonpositive(-2.0f * fabsf(z));\n"
-            "    const float magnitude = -e / (2.0f + e);\n"
-            "    return z >= 0.0f ? magnitude : (z < 0.0f ? -magnitude : z);",
-}
+# The activations, written into each layer's loop (a call would stay a call at -O2, and keep the loop
+# scalar): the formulas of npppo.inference.ACTIVATIONS, with e^z - 1 and tanh computed as npppo's
+# float32 kernels compute them (npppo.nn.activations.expm1_nonpositive, its float32 constants): from
+# + and * alone, so that the loops vectorise (expm1f and tanhf are libm calls: the seed policy's act
+# took 3.5 us with them at -O3 -march=native, 1.4 us without). A NaN stays NaN in each.
+ACTIVATIONS = ("identity", "relu", "elu", "softplus", "tanh")
 COMPILE_FLAGS = "-std=c99 -Wall -Wextra -pedantic"
 
 
@@ -100,36 +91,40 @@ def _part_function(name: str, part: str, layers: list[Layer]) -> str:
             f"        for (j = 0; j < {fan_out}; ++j) a{k}[j] += x * {symbol}_weight[i][j];",
             "    }",
         ]
-        if ACTIVATION_C[layer.activation] is not None:
-            alpha = f", {c_float(layer.alpha)}" if layer.activation == "elu" else ""
-            lines.append(f"    for (j = 0; j < {fan_out}; ++j) a{k}[j] = {name}_{layer.activation}(a{k}[j]{alpha});")
+        lines += _activation_loop(f"a{k}", fan_out, layer.activation, layer.alpha)
     lines += [f"    for (j = 0; j < {layers[-1].weight.shape[1]}; ++j) out[j] = a{len(layers) - 1}[j];", "}", ""]
     return "\n".join(lines)
 
 
-def _expm1_function(name: str) -> str:
-    """``NAME_expm1_nonpositive``: :func:`npppo.nn.activations.expm1_nonpositive` with its float32 constants."""
+def _expm1_lines(m: str) -> list[str]:
+    """C lines setting ``float e`` to e^m - 1 for ``m <= 0`` (clamped), within 4 ulp of expm1f: w = m / 2^d,
+    its Taylor series to w^10, then d doublings expm1(2w) = e (e + 2)."""
     k = [c_float(v) for v in EXPM1_CONSTANTS_FLOAT32]
     series = k[11]
     for coefficient in reversed(k[2:11]):
         series = f"{coefficient} + w * ({series})"
-    doublings = "\n".join(["    e = e * (e + 2.0f);"] * EXPM1_DOUBLINGS_FLOAT32)
-    return (f"/* e^z - 1 for z <= 0 from + and * alone (within 4 ulp of expm1f): w = z / 2^{EXPM1_DOUBLINGS_FLOAT32}, "
-            f"its Taylor series\n * to w^10, then {EXPM1_DOUBLINGS_FLOAT32} doublings expm1(2w) = e (e + 2); z is "
-            f"clamped at {k[1]}, where e^z - 1 is -1 in float32 */\n"
-            f"static float {name}_expm1_nonpositive(float z)\n{{\n"
-            f"    const float w = (z > {k[1]} ? z : {k[1]}) * {k[0]};\n"
-            f"    float e = w * ({series});\n{doublings}\n    return e;\n}}\n")
+    return [f"const float w = ({m} < {k[1]} ? {k[1]} : {m}) * {k[0]};", f"float e = w * ({series});",
+            *["e = e * (e + 2.0f);"] * EXPM1_DOUBLINGS_FLOAT32]
 
 
-def _activation_functions(name: str, used: set[str]) -> str:
-    out = [_expm1_function(name)] if used & {"elu", "tanh"} else []
-    for activation, body in ACTIVATION_C.items():
-        if body is None or activation not in used:
-            continue
-        args = "float z, float alpha" if activation == "elu" else "float z"
-        out.append(f"static float {name}_{activation}({args})\n{{\n    {body.format(name=name)}\n}}\n")
-    return "\n".join(out)
+def _activation_loop(values: str, n: int, activation: str, alpha: float) -> list[str]:
+    """The loop applying ``activation`` in place to ``float values[n]``."""
+    if activation == "identity":
+        return []
+    if activation == "relu":
+        body = [f"{values}[j] = z < 0.0f ? 0.0f : z;"]
+    elif activation == "softplus":  # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow
+        body = [f"{values}[j] = (z > 0.0f ? z : 0.0f) + log1pf(expf(-fabsf(z)));"]
+    elif activation == "elu":  # z if z > 0 else alpha (e^z - 1)
+        body = ["const float m = z > 0.0f ? 0.0f : z;", *_expm1_lines("m"),
+                f"{values}[j] = z > 0.0f ? z : {c_float(alpha)} * e;"]
+    elif activation == "tanh":  # tanh|z| = -e / (2 + e) with e = expm1(-2|z|): no cancellation near 0
+        body = ["const float m = -2.0f * fabsf(z);", *_expm1_lines("m"), "const float magnitude = -e / (2.0f + e);",
+                f"{values}[j] = z >= 0.0f ? magnitude : (z < 0.0f ? -magnitude : z);"]
+    else:
+        raise ValueError(f"activation {activation!r} has no C form: add it to npppo.export.c")
+    return [f"    for (j = 0; j < {n}; ++j) {{", f"        const float z = {values}[j];",
+            *[f"        {line}" for line in body], "    }"]
 
 
 def source(model: ExportModel, name: str) -> str:
@@ -155,8 +150,6 @@ def source(model: ExportModel, name: str) -> str:
     out.append(_array(f"{name}_action_high", model.action_high))
     if model.action_squash == "tanh":
         out.append(_array(f"{name}_half_range", model.half_range, "(high - low) / 2"))
-    used = {layer.activation for layers in model.parts.values() for layer in layers}
-    out.append(_activation_functions(name, used))
     out.append(f"static float {name}_clip(float v, float low, float high)\n{{\n"
                "    return v < low ? low : (v > high ? high : v);  /* a NaN stays NaN */\n}\n")
     if model.obs_mean is not None:
