@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row:32s}" + "".join(f"{results[name][f'{row} act_us']:14.2f}" for name in POLICIES))
     for flags in FLAG_SETS:
-        print(f"{'compile NAME.c, ' + flags[2:] + ' (s)':32s}"
+        print(f"{'compile, ' + flags[2:] + ' (s)':32s}"
               + "".join(f"{results[name][f'{flags} compile_s']:14.2f}" for name in POLICIES))
     print(f"{'multiply-adds (deterministic)':32s}" + "".join(f"{results[name]['multiply_adds']:14,d}"
                                                             for name in POLICIES))

@@ -31,6 +31,7 @@ EXTRA = {
     "softplus-elu-squash": ("seed", dict(actor_activation="softplus", mu_activation="elu", sigma_mode="softplus",
                                          elu_alpha=0.5, action_squash="tanh", normalize_obs=True)),
     "elu-alpha-identity": ("seed", dict(elu_alpha=0.7, mu_activation="identity", normalize_obs=True)),
+    "float64-trained": ("lunarlander", dict(dtype="float64")),  # weights rounded to float32 by the export
 }
 ARCHITECTURES = {**{name: (name, {}) for name in presets.names()}, **EXTRA}
 HARNESS = r"""
@@ -342,6 +343,8 @@ def test_bad_input_gets_one_line_exit_1_and_writes_nothing(tmp_path, saved, caps
         assert status == 1, case
         assert err.count("\n") == 1 and err.startswith("npppo: error:") and message in err, (case, err)
     assert not out.exists()
+    status, err = _cli(["export", str(saved), "--format", "c", "--out", str(saved)], capsys)
+    assert status == 1 and err.count("\n") == 1 and "is a file" in err
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the extra were not installed
     status, err = _cli(["export", str(saved), "--format", "onnx", "--out", str(tmp_path / "p.onnx")], capsys)
     assert status == 1 and err.count("\n") == 1 and "pip install 'npppo[onnx]'" in err

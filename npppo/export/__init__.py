@@ -49,6 +49,8 @@ def export(source: str | Path, format: str, out: str | Path | None = None, name:
         from npppo.export import c as c_export
 
         folder = Path(out) if out is not None else Path(".")
+        if folder.exists() and not folder.is_dir():
+            raise NpppoError(f"--out {folder} is a file: --format c writes NAME.h and NAME.c into a folder")
         contents = {folder / file: text for file, text in c_export.files(model, name).items()}
     else:
         contents = {Path(out) if out is not None else Path(f"{name}.onnx"): onnx_export.files(model)}
