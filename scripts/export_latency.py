@@ -1,13 +1,14 @@
-"""Batch-1 latency of a trained policy's deterministic action, each way it can leave npppo (docs/embedding.md).
+"""Batch-1 latency of a policy's deterministic action, each way it can leave npppo (docs/embedding.md).
 
     python scripts/export_latency.py [--json export_latency.json] [--calls 100000]
 
 For the seed policy (preset ``seed``, the seed's spaces: 8 observations, 1 action, ConwipLine-v0's)
 and the ``lunarlander`` policy (8 observations, 2 actions), with the presets' own initial weights:
 
-* C: ``npppo export --format c``, compiled with gcc at -O2 and at -O3 -march=native; the median per
-  call over ``--calls`` calls of ``NAME_act``, timed inside C in 1,000 blocks (the median block / its
-  calls), cycling through 64 observations; and the seconds gcc takes to compile ``NAME.c`` (median of 3);
+* C: ``npppo export --format c``, compiled with gcc (and clang, where installed) at -O2 and at
+  -O3 -march=native; the median per call over ``--calls`` calls of ``NAME_act``, timed inside C in
+  1,000 blocks (the median block / its calls), cycling through 64 observations; and the seconds the
+  compiler takes for ``NAME.c`` alone (median of 3);
 * onnxruntime: ``session.run`` on one observation (one intra-op thread), median of 20,000 calls;
 * inference.py: ``Policy.act(obs)``, median of 20,000 calls;
 * ``PPO.act(obs, deterministic=True)``, median of 20,000 calls.
@@ -32,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 POLICIES = {"seed": (8, 1, [0.0], [100.0]), "lunarlander": (8, 2, [-1.0, -1.0], [1.0, 1.0])}
-FLAG_SETS = {"c -O2": ["-O2"], "c -O3 -march=native": ["-O3", "-march=native"]}
+# (compiler, flags) of each C build; clang's only where it is installed
+BUILDS = {f"{compiler} {' '.join(flags)}": (compiler, flags) for compiler in ("gcc", "clang") if shutil.which(compiler)
+          for flags in (["-O2"], ["-O3", "-march=native"])}
 PYTHON_CALLS = 20_000
 BENCH_C = r"""
 #define _POSIX_C_SOURCE 199309L
@@ -85,23 +88,19 @@ int main(int argc, char **argv)
 
 
 def _median_call_us(fn, calls: int) -> float:
-    for _ in range(200):
+    from npppo.bench import _median_s
+
+    for _ in range(200):  # warm-up: caches, and onnxruntime's first runs
         fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+    return _median_s(fn, calls) * 1e6
 
 
 def _c_figures(folder: Path, name: str, calls: int) -> dict[str, float]:
-    cc = shutil.which("gcc") or shutil.which("cc")
     bench = folder / f"bench_{name}.c"
     bench.write_text(BENCH_C.replace("UPPER", name.upper()).replace("NAME", name))
     figures = {}
-    for label, flags in FLAG_SETS.items():
-        binary = folder / f"bench_{name}_{len(flags)}"
+    for label, (cc, flags) in BUILDS.items():
+        binary = folder / f"bench_{name}_{cc}_{len(flags)}"
         subprocess.run([cc, "-std=c99", *flags, "-I", str(folder), str(bench), str(folder / f"{name}.c"), "-lm",
                         "-o", str(binary)], check=True)
         figures[f"{label} act_us"] = float(subprocess.run([str(binary), str(calls)], check=True, capture_output=True,
@@ -151,22 +150,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: measure(name, Path(tmp), args.calls) for name in POLICIES}
-    cc = shutil.which("gcc") or shutil.which("cc")
-    compiler = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    compilers = {cc: subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+                 for cc, _ in BUILDS.values()}
     report = {
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
                     "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-                    "compiler": compiler},
+                    "compilers": compilers},
         "policies": results,
     }
-    rows = ["c -O2", "c -O3 -march=native", "onnxruntime", "inference.py", "PPO.act"]
-    print(f"{'batch-1 deterministic act (µs)':32s}" + "".join(f"{name:>14s}" for name in POLICIES))
+    rows = [*BUILDS, "onnxruntime", "inference.py", "PPO.act"]
+    print(f"{'batch-1 deterministic act (µs)':40s}" + "".join(f"{name:>14s}" for name in POLICIES))
     for row in rows:
-        print(f"{row:32s}" + "".join(f"{results[name][f'{row} act_us']:14.2f}" for name in POLICIES))
-    for flags in FLAG_SETS:
-        print(f"{'compile, ' + flags[2:] + ' (s)':32s}"
-              + "".join(f"{results[name][f'{flags} compile_s']:14.2f}" for name in POLICIES))
-    print(f"{'multiply-adds (deterministic)':32s}" + "".join(f"{results[name]['multiply_adds']:14,d}"
+        print(f"{row:40s}" + "".join(f"{results[name][f'{row} act_us']:14.2f}" for name in POLICIES))
+    for build in BUILDS:
+        print(f"{'compile NAME.c, ' + build + ' (s)':40s}"
+              + "".join(f"{results[name][f'{build} compile_s']:14.2f}" for name in POLICIES))
+    print(f"{'multiply-adds (deterministic)':40s}" + "".join(f"{results[name]['multiply_adds']:14,d}"
                                                             for name in POLICIES))
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json} (load average {report['machine']['load_average'][0]:.1f} on "

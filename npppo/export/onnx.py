@@ -17,6 +17,7 @@ import numpy as np
 from npppo import __version__
 from npppo.errors import NpppoError
 from npppo.export.model import ExportModel
+from npppo.inference import OBS_EPS
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17 (onnx 1.12): the oldest that holds this graph
@@ -45,7 +46,7 @@ def metadata(model: ExportModel) -> dict[str, str]:
         "action_low": json.dumps([float(v) for v in model.action_low]),
         "action_high": json.dumps([float(v) for v in model.action_high]),
         "action_squash": model.action_squash,
-        "obs_normalization": json.dumps(None if model.obs_clip is None else {"clip": model.obs_clip, "eps": 1e-8}),
+        "obs_normalization": json.dumps(None if model.obs_clip is None else {"clip": model.obs_clip, "eps": OBS_EPS}),
         "action": "deterministic: the mean mu(obs), " + ("tanh-squashed into the bounds"
                                                          if model.action_squash == "tanh" else "clipped to the bounds"),
     }
