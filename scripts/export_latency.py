@@ -159,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         "policies": results,
     }
     rows = [*BUILDS, "onnxruntime", "inference.py", "PPO.act"]
-    print(f"{'batch-1 deterministic act (µs)':40s}" + "".join(f"{name:>14s}" for name in POLICIES))
+    print(f"{'batch-1 deterministic act (µs)':44s}" + "".join(f"{name:>14s}" for name in POLICIES))
     for row in rows:
-        print(f"{row:40s}" + "".join(f"{results[name][f'{row} act_us']:14.2f}" for name in POLICIES))
+        print(f"{row:44s}" + "".join(f"{results[name][f'{row} act_us']:14.2f}" for name in POLICIES))
     for build in BUILDS:
-        print(f"{'compile NAME.c, ' + build + ' (s)':40s}"
+        print(f"{'compile NAME.c, ' + build + ' (s)':44s}"
               + "".join(f"{results[name][f'{build} compile_s']:14.2f}" for name in POLICIES))
-    print(f"{'multiply-adds (deterministic)':40s}" + "".join(f"{results[name]['multiply_adds']:14,d}"
+    print(f"{'multiply-adds (deterministic)':44s}" + "".join(f"{results[name]['multiply_adds']:14,d}"
                                                             for name in POLICIES))
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json} (load average {report['machine']['load_average'][0]:.1f} on "
