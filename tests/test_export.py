@@ -380,3 +380,18 @@ def test_the_default_name_is_the_matching_preset_or_policy(tmp_path):
     changed = PPO.from_spaces((3, 1, np.array([-2.0]), np.array([2.0])), presets.get("pendulum").replace(gamma=0.9))
     assert export(changed.save(tmp_path / "b.npz"), "onnx", tmp_path / "b.onnx")[0].name == "b.onnx"
     assert export(tmp_path / "b.npz", "c", tmp_path / "b")[0].name == "policy.h"
+
+
+def test_a_model_file_holding_only_what_acting_needs_exports(tmp_path):
+    """The exports read what inference.py reads: no optimizer state, RNG state or reward statistics."""
+    from npppo.checkpoint import read_checkpoint, write_checkpoint
+
+    agent, obs_space = random_agent("lunarlander")
+    arrays, meta = read_checkpoint(agent.save(tmp_path / "checkpoint.npz"))
+    slim = {k: v for k, v in arrays.items() if not k.startswith(("optim.", "return_rms.")) and k != "obs_rms.count"}
+    meta = {k: v for k, v in meta.items() if k not in ("act_rng", "episodes_started", "format", "format_version")}
+    source = write_checkpoint(tmp_path / "model.npz", slim, meta)
+    assert len(slim) < len(arrays)
+    export(tmp_path, "c", tmp_path / "c", name="slim")  # the folder's model.npz
+    check_c(tmp_path / "c", "slim", source, observations(obs_space, Policy.load(source)), "slim model.npz",
+            flag_sets=[["-O2"]])

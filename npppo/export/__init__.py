@@ -89,7 +89,7 @@ def add_command(commands, formatter) -> None:
     """The ``export`` subcommand of the ``npppo`` parser (``commands`` = its subparsers)."""
     parser = commands.add_parser(
         "export", formatter_class=formatter, help="a trained policy as C99 source or ONNX",
-        description="Write a trained policy (observation normalisation, clip and squash included) as a "
+        description="Write a trained policy (observation normalisation, clip and squash included) as a\n"
                     "dependency-free C99 header and source, or as an ONNX graph. See docs/embedding.md.",
         epilog="examples:\n"
                "  npppo export runs/quick --format c --out policy_c          # policy_c/<preset>.h and .c\n"
