@@ -144,6 +144,7 @@ class FusedRollout:
     def __init__(self, sampler, spec, time_limit: int | None) -> None:
         self.sampler, self.spec, self.time_limit = sampler, spec, time_limit
         self._live = None  # fixed-step batches: (states, obs, returns, lengths) of each environment's episode
+        self._compiled = None  # the compiled call for this sampler's argument types
         self._batch(np.zeros((0,), np.int64), np.zeros((0, 0, sampler.action_dim)), None)  # compile or load now
 
     @classmethod
@@ -226,7 +227,9 @@ class FusedRollout:
                     lane_steps, lane["states"], lane["obs"], lane["returns"], lane["lengths"], lane["done"],
                     lane["needs_reset"], noise, lane["noise_used"], lane["resets"], lane["reset_obs"],
                     lane["resets_ready"], lane["resets_used"], *store.arrays(), counters)
-            answer = _kernel(args)(*args)
+            if self._compiled is None:  # typing the arguments costs more than a small batch's call
+                self._compiled = _kernel(args)
+            answer = self._compiled(*args)
             k = int(counters[LANE])
             if answer == DONE:
                 return store.batch(counters)

@@ -112,8 +112,8 @@ def test_early_ends_short_noise_and_few_rows_cost_calls_not_bits(monkeypatch):
     monkeypatch.setattr(fused, "NOISE_ROWS_MAX", 3)
     with_fused, python = samplers(lambda: DriftEnv(1.5), "pendulum", 3, log_std_init=0.5)
     calls = []
-    kernel = fused._kernel
-    monkeypatch.setattr(fused, "_kernel", lambda args: calls.append(1) or kernel(args))
+    kernel = with_fused.fused._compiled  # loaded when the sampler was made
+    with_fused.fused._compiled = lambda *args: calls.append(1) or kernel(*args)
     batch = with_fused.collect_episodes(0, [0, 1, 2, 3])
     assert_same_batch(batch, python.collect_episodes(0, [0, 1, 2, 3]))
     assert batch.episode_lengths.max() > 3 and len(calls) > 2
