@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 import warnings
 from pathlib import Path
 
@@ -30,19 +28,10 @@ import numba
 import numpy as np
 
 from npppo import presets
+from npppo.bench import _median_s as median_s  # (after one untimed call)
 from npppo.envs import check_spaces, make_env
 from npppo.policy import GaussianPolicy, _policy_rows
 from npppo.sampler import NoiseStream, Sampler, sample_actions
-
-
-def median_s(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @numba.njit
