@@ -24,7 +24,6 @@ _FOLDER = Path(__file__).parent
 # seed preset also runs Pendulum-v1, but the tuned one is pendulum
 FOR_ENV = {
     "Pendulum-v1": "pendulum",
-    "npppo/Pendulum-v1": "pendulum",
     "LunarLanderContinuous-v3": "lunarlander",
     "npppo/ConwipLine-v0": "conwip",
     "HalfCheetah-v5": "mujoco",
