@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ray-address", metavar="ADDR",
                        help="join this Ray cluster (as ray.init(address=...); 'auto' finds a local one); "
                             "default: start a local Ray")
-    train.add_argument("--ray-connect-timeout", type=_seconds, default=30.0, metavar="S",
+    train.add_argument("--ray-connect-timeout", type=_seconds, metavar="S",
                        help="with --ray-address: give up after S seconds without reaching the cluster (default: 30)")
     train.add_argument("--max-worker-failures", type=_count, default=3, metavar="N",
                        help="stop the run after a worker fails N times in a row (default: 3)")
@@ -252,11 +252,12 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> int:
+    from npppo.backends import RAY_CONNECT_TIMEOUT_S
     from npppo.jit import cache_root
     from npppo.train import RunOptions, train
 
     agent.set_workers(args.workers, args.backend, args.max_worker_failures, args.ray_address,
-                      args.ray_connect_timeout)
+                      args.ray_connect_timeout or RAY_CONNECT_TIMEOUT_S)
     resumed = args.resume is not None and (out / "checkpoint.npz").exists()  # else restarted: _restart
     total = run["total_steps"]
     if agent.num_timesteps >= total:

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from npppo import checkpoint
-from npppo.backends import BACKENDS, InProcess, check_picklable, env_slices, usable_cores
+from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_picklable, env_slices, usable_cores
 from npppo.config import PPOConfig
 from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_env
@@ -71,7 +71,7 @@ class PPO:
 
     def __init__(self, env: EnvSpec, config: PPOConfig | None = None, seed: int = 0, *,
                  workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
-                 ray_address: str | None = None, ray_connect_timeout: float = 30.0) -> None:
+                 ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         first = make_env(env)
         self._setup(check_spaces(first), config, seed, env)
         self.set_workers(workers, backend, max_worker_failures, ray_address, ray_connect_timeout)
@@ -117,7 +117,7 @@ class PPO:
         self._backend = None  # the rollout's backend, started at the first collect()
         self._twins: dict[str, list] = {"policy": [], "critic": []}  # each network and its twins for row blocks
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
-        self.ray_connect_timeout = 30.0
+        self.ray_connect_timeout = RAY_CONNECT_TIMEOUT_S
         self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
             warnings.warn(
@@ -161,7 +161,7 @@ class PPO:
         return 1 if isinstance(self.env_spec, gym.Env) else self.config.num_envs
 
     def set_workers(self, workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
-                    ray_address: str | None = None, ray_connect_timeout: float = 30.0) -> None:
+                    ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         """Choose where the rollout runs (see the class docstring); stops workers already running.
         ``ray_address`` (Ray backend) joins that cluster, given up after ``ray_connect_timeout`` seconds;
         without it a local Ray is started."""

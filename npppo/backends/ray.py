@@ -30,13 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from npppo.backends import collect, count_failure, make_sampler, split_work
+from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
 from npppo.errors import EnvError, NpppoError
 from npppo.sampler import Batch
 
 INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
-CONNECT_TIMEOUT_S = 30.0  # default wait for the cluster at --ray-address
 WATCHDOG = Path(__file__).with_name("ray_watchdog.py")
 
 
@@ -98,7 +97,7 @@ class RayWorkers:
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
                  episodes_started: list[int], max_failures: int = 3, address: str | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+                 connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         self.ray = ray = import_ray()
         self.started_ray = not ray.is_initialized()
         self.watchdog = None
