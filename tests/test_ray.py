@@ -158,3 +158,22 @@ def test_no_ray_process_outlives_a_learner_killed_with_sigkill_by_10_s():
     while running(ray_processes) and time.monotonic() - killed < 10:
         time.sleep(0.1)
     assert running(ray_processes) == []
+
+
+def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path):
+    out = tmp_path / "run"
+    learner = subprocess.Popen([sys.executable, "-u", "-m", "npppo.cli", "train", "--backend", "ray", "--workers", "2",
+                                "--steps", "100000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert learner.stdout.readline().startswith("npppo: training")
+    time.sleep(1)  # now inside ray.init, which takes 3-10 s here and puts Ray's own SIGTERM handler in place
+    ray_processes = descendants(learner.pid)
+    learner.terminate()
+    _, stderr = learner.communicate(timeout=60)
+    assert learner.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == ("npppo: interrupted by SIGTERM before the first iteration completed; "
+                                               "nothing saved")
+    stopped = time.monotonic()
+    while running(ray_processes) and time.monotonic() - stopped < 10:
+        time.sleep(0.1)
+    assert running(ray_processes) == []

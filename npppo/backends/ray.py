@@ -33,6 +33,7 @@ import numpy as np
 from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
 from npppo.errors import EnvError, NpppoError
+from npppo.interrupts import Terminated
 from npppo.sampler import Batch
 
 INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
@@ -208,9 +209,15 @@ def start_local_ray(ray, num_cpus: int, options: dict):
     without shutting it down (None where there is no ``/proc`` to find its processes by)."""
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
-    ray.init(num_cpus=num_cpus, **options)
-    if main_thread and previous is not None:
-        signal.signal(signal.SIGTERM, previous)  # Ray's own handler exits at once: the run's entry point decides
+    try:
+        ray.init(num_cpus=num_cpus, **options)
+    except SystemExit:  # SIGTERM while Ray starts: its handler (in place until init returns) exits
+        if ray.is_initialized():
+            ray.shutdown()
+        raise Terminated() from None
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # Ray's handler exits at once: the run's entry point decides
     node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
     if not sys.platform.startswith("linux") or not getattr(node, "head", False):
         return None  # no /proc, or Ray joined a cluster started elsewhere (ray start): not this run's to end
