@@ -319,3 +319,20 @@ def test_a_script_without_a_main_guard_stops_with_a_hint_instead_of_restarting_w
 def test_a_ray_connect_timeout_that_is_not_a_positive_number_of_seconds_is_refused(tiny_config, timeout):
     with pytest.raises(ConfigError, match="ray_connect_timeout must be a positive number of seconds"):
         PPO("Pendulum-v1", tiny_config(), ray_connect_timeout=timeout)
+
+
+def test_workers_leave_sigterm_to_the_learner(tiny_config, capsys):
+    """SIGTERM to a whole job (a batch scheduler's stop) reaches the workers too: they go on until the
+    learner, which saves its last iteration, stops them."""
+    terminated = []
+
+    def terminate_workers(agent, metrics):
+        if metrics["iteration"] == 1:
+            terminated.extend(worker_pids(agent))
+            for pid in terminated:
+                os.kill(pid, signal.SIGTERM)
+            time.sleep(0.5)
+
+    train(tiny_config(num_envs=2, episodes_per_batch=2), 2, 200, callback=terminate_workers)
+    assert len(terminated) == 2
+    assert "restarting it" not in capsys.readouterr().err
