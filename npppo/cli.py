@@ -30,11 +30,10 @@ from typing import Any
 
 from npppo.errors import CheckpointError, ConfigError, NpppoError
 from npppo.interrupts import exit_status, signal_of, sigterm_as_interrupt
+from npppo.run_folder import check_out_folder, read_start_files, remove_unsaved, start_files
 
 DEFAULT_PRESET = "pendulum"
 DEFAULT_STEPS = 100_000
-RUN_FILES = ("checkpoint.npz", "model.npz", "progress.csv", "config.json", "run.json")
-SAVED_FILES = ("checkpoint.npz", "model.npz")  # a folder with one of these holds work to continue, not redo
 INTERRUPTED = exit_status(signal.SIGINT)  # 130: the shell's status for a process ended by SIGINT
 TERMINATED = exit_status(signal.SIGTERM)  # 143
 
@@ -214,30 +213,6 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------- train
-def holds_run(folder: Path) -> list[str]:
-    """The run files already in ``folder``."""
-    return [name for name in RUN_FILES if (folder / name).exists()]
-
-
-def check_out_folder(folder: Path, announce: bool = True) -> None:
-    """A new run may go into ``folder`` if it holds no run, or one that ended before its first
-    checkpoint (killed, or lost its machine): that one is started afresh over its files, with a line
-    saying so. A folder with a checkpoint is refused: its work is continued with --resume."""
-    existing = holds_run(folder)
-    if any(name in SAVED_FILES for name in existing):
-        raise NpppoError(f"--out {folder} already holds a run ({', '.join(existing)}): continue it with "
-                         f"`npppo train --resume {folder}`, or choose another --out")
-    if existing and announce:
-        print(f"npppo: {folder} holds a run that ended before its first checkpoint ({', '.join(existing)}): "
-              "starting afresh there, overwriting them")
-
-
-def _forget_unsaved(folder: Path) -> None:
-    """Remove what a run that saved no checkpoint left beside its config (the new run rewrites the rest)."""
-    for name in ("progress.csv", "best.npz"):
-        (folder / name).unlink(missing_ok=True)
-
-
 def train_command(args: argparse.Namespace) -> int:
     from npppo.threads import requested_threads, set_num_threads
 
@@ -270,14 +245,12 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
     if not cache_root().exists():
         print("npppo: compiling kernels (first run only: about 10 s before the first iteration)")
+    if args.tensorboard is not None:
+        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
     made_folder = not out.exists()
     if not resumed:
         out.mkdir(parents=True, exist_ok=True)
-        _forget_unsaved(out)
-        agent.config.to_json(out / "config.json")
-        _write_run_facts(out / "run.json", agent, run)
-    if args.tensorboard is not None:
-        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
+        start_files(out, agent, run)
     options = RunOptions(total, args.checkpoint_every if args.resume is None else run.get("checkpoint_every", 10),
                          run.get("eval_every"), run.get("eval_episodes", 10), run=run,
                          tensorboard=run.get("tensorboard"))
@@ -285,13 +258,13 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
         result = train(agent, out, options, resumed=resumed)
     except NpppoError:
         if made_folder and not (out / "checkpoint.npz").exists():
-            _remove(out)
+            remove_unsaved(out)
         raise
     if result.interrupted:
         stopped = _interrupted(result.signum)
         if result.saved_iteration is None:
             if made_folder:
-                _remove(out)
+                remove_unsaved(out)
             print(f"npppo: {stopped} before the first iteration completed; nothing saved", file=sys.stderr)
         else:
             print(f"npppo: {stopped}; saved iteration {result.saved_iteration} to {out / 'checkpoint.npz'}; "
@@ -489,53 +462,19 @@ def _resume(args: argparse.Namespace):
     return agent, out, run
 
 
-def _write_run_facts(path: Path, agent, run: dict[str, Any]) -> None:
-    """``run.json``: what starting the run again takes (the checkpoint holds it too, once there is one)."""
-    spec = agent.env_spec
-    facts = {**run, "seed": agent.seed, "env_kwargs": dict(getattr(spec, "kwargs", None) or {}),
-             "max_episode_steps": getattr(spec, "max_episode_steps", None)}
-    path.write_text(json.dumps(facts, indent=2) + "\n")
-
-
 def _restart(args: argparse.Namespace):
     """``--resume DIR`` of a run that ended before its first checkpoint: the same run from its start,
     from DIR/config.json and DIR/run.json."""
-    from npppo.config import PPOConfig
     from npppo.ppo import PPO
 
     out = args.resume
-    if not (out / "config.json").is_file() or not (out / "run.json").is_file():
-        raise CheckpointError(f"{out} holds no checkpoint.npz to resume from" + (
-            f" (nor the config.json and run.json to start it again: start a new run with --out {out})"
-            if holds_run(out) else ""))
-    try:
-        facts = json.loads((out / "run.json").read_text())
-        run = {key: facts[key] for key in ("env", "preset", "total_steps", "checkpoint_every", "eval_every",
-                                           "eval_episodes")}
-        seed = facts["seed"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{out / 'run.json'} is not what npppo wrote ({exc!r}): start a new run with "
-                              f"--out {out}") from None
-    if facts.get("tensorboard"):
-        run["tensorboard"] = facts["tensorboard"]
+    config, run, facts = read_start_files(out)
     run["env"] = args.env or run["env"]
     run["total_steps"] = int(args.steps or run["total_steps"])
-    config = PPOConfig.from_json(out / "config.json")
     print(f"npppo: {out} holds no checkpoint (the run ended before its first one): starting it afresh from its "
           "config.json and run.json")
     spec = env_spec(run["env"], facts.get("env_kwargs"), facts.get("max_episode_steps"))
-    return PPO(spec, config, seed=seed), out, run
-
-
-def _remove(folder: Path) -> None:
-    """Remove the folder of a run that saved nothing (its run files, then the folder if now empty). A
-    folder that was there before keeps them: a new run can start over them (--out, or --resume)."""
-    for name in RUN_FILES:
-        (folder / name).unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # not empty: leave it
+    return PPO(spec, config, seed=int(facts["seed"])), out, run
 
 
 # ---------------------------------------------------------------------------------------- eval, plot, bench

@@ -95,6 +95,7 @@ MODULES: dict[str, list[str]] = {
     "npppo/train.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_learning_curves.py",
                        "tests/test_bench.py"],
     "npppo/interrupts.py": ["tests/test_cli.py"],
+    "npppo/run_folder.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_seeds.py"],
 }
 # slow or timing-dependent tests left out of every mutant's run (they are in the normal suite)
 DESELECT = [
