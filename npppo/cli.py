@@ -10,7 +10,9 @@
 
 A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``progress.csv`` (one
 row of metrics per iteration), ``checkpoint.npz`` (the full training state, rewritten atomically
-every ``--checkpoint-every`` iterations, at the end and on Ctrl-C) and, once finished, ``model.npz``.
+every ``--checkpoint-every`` iterations, at the end and on Ctrl-C) and, once finished, ``model.npz``
+(the acting part only: :func:`npppo.checkpoint.write_model`). A ``--seeds`` folder also holds
+``seeds.json``, so that ``--resume OUT`` can go on with the whole batch.
 Errors in the input (SPEC §6) print as one line ``npppo: error: ...`` and exit with status 1; usage
 errors (an unknown option, ``--steps -5``) print one line with a pointer to ``--help`` and exit with
 status 2; Ctrl-C exits with status 130 after saving the last completed iteration.
@@ -118,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder (default: runs/<env>-<preset>-<seed>-<YYYYmmdd-HHMMSS>)")
     train.add_argument("--resume", type=Path, metavar="DIR",
-                       help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps)")
+                       help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps); for a "
+                            "--seeds folder: resume its interrupted seeds and start those never started")
     train.add_argument("--checkpoint-every", type=_count, default=10, metavar="N",
                        help="rewrite checkpoint.npz every N iterations (default: 10)")
     train.add_argument("--threads", type=_count, metavar="N",

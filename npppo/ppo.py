@@ -492,7 +492,8 @@ def whole_steps(total_steps) -> int:
     if isinstance(total_steps, (float, np.floating)) and math.isfinite(total_steps) and total_steps.is_integer():
         total_steps = int(total_steps)
     if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-        raise ValueError(f"total_steps must be a positive whole number, got {total_steps!r}")
+        raise ValueError(f"total_steps must be a positive integer (or a whole float such as 1e5), "
+                         f"got {total_steps!r}")
     return int(total_steps)
 
 

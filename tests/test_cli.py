@@ -350,7 +350,7 @@ def test_ctrl_c_inside_the_driver_saves_the_last_iteration_and_restores_the_sign
 @pytest.mark.parametrize("argv", [["train", "--steps", "-5"], ["train", "--workers", "0"], ["train", "--bogus"],
                                   ["evaluate"], []])
 def test_usage_errors_are_one_line_pointing_to_help_with_status_2(argv):
-    proc = subprocess.run([sys.executable, "-m", "npppo", *argv], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "npppo.cli", *argv], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and lines[0].endswith("--help)"), proc.stderr
@@ -430,8 +430,8 @@ def test_more_workers_than_usable_cores_get_a_one_line_note(monkeypatch, capsys)
 def test_a_closed_stdout_does_not_stop_training(tmp_path, tiny_config):
     # `npppo train ... | head -1`: a real pipe whose reader goes away after the first line
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "npppo", "train", "--env", "Pendulum-v1", "--config", tiny_config,
-                             "--max-episode-steps", "20", "--steps", "400", "--workers", "1", "--eval-episodes", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "npppo.cli", "train", "--env", "Pendulum-v1", "--config",
+                             tiny_config, "--max-episode-steps", "20", "--steps", "400", "--workers", "1", "--eval-episodes", "1",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()
     proc.stdout.close()  # what head does after its line
