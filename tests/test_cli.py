@@ -432,7 +432,8 @@ def test_a_closed_stdout_does_not_stop_training(tmp_path, tiny_config):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "npppo.cli", "train", "--env", "Pendulum-v1", "--config",
                              tiny_config, "--max-episode-steps", "20", "--steps", "400", "--workers", "1",
-                             "--eval-episodes", "1", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--eval-episodes", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()
     proc.stdout.close()  # what head does after its line
     _, stderr = proc.communicate(timeout=300)
