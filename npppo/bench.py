@@ -31,6 +31,9 @@ rollouts                ``agent.collect()`` alone (env steps/s, a median of batc
 import_s                ``from npppo import PPO, presets`` in a fresh process (warm cache)
 first_iteration_s       making the agent and its first iteration, warm Numba cache
 compile_s               the same with an empty Numba cache (a user's very first run)
+first_run_s             the README's default, ``npppo train`` (pendulum preset, ``--workers auto``),
+                        from its start to its first progress line, with an empty kernel cache (a
+                        fresh ``$XDG_CACHE_HOME``): median of ``--first-run`` repeats (default 3)
 ======================  =========================================================================
 
 The training figures come from fresh Python processes (this module with ``--child``), started in
@@ -303,8 +306,45 @@ def run_child(iterations: int, workers: int | str = 1, cache_dir: str | None = N
         return json.loads(out.read_text())
 
 
+def first_run_seconds(timeout: float = 600.0) -> float:
+    """Seconds from starting ``npppo train`` (its defaults) to its first progress line, with an empty
+    kernel cache: a fresh ``$XDG_CACHE_HOME`` and no ``NUMBA_CACHE_DIR``. The run is stopped with
+    Ctrl-C (SIGINT) after that line, as a user would, and must then exit with status 130."""
+    import signal
+
+    with tempfile.TemporaryDirectory(prefix="npppo_first_run_") as folder:
+        env = {**os.environ, "XDG_CACHE_HOME": str(Path(folder) / "cache"), "PYTHONUNBUFFERED": "1"}
+        env.pop("NUMBA_CACHE_DIR", None)
+        cmd = [sys.executable, "-m", "npppo.cli", "train", "--out", str(Path(folder) / "run")]  # = `npppo train`
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("iter"):
+                    seconds = time.perf_counter() - start
+                    break
+            else:
+                raise RuntimeError(f"npppo train ended before its first iteration (exit {proc.wait()}):\n"
+                                   f"{''.join(lines)}{proc.stderr.read()[-3000:]}")
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return seconds
+
+
+def first_run(repeats: int) -> dict[str, Any]:
+    """:func:`first_run_seconds` ``repeats`` times: every time and their median."""
+    times = [first_run_seconds() for _ in range(repeats)]
+    return {"first_run_s": statistics.median(times), "first_run_times_s": times}
+
+
 # ---------------------------------------------------------------------------------------- the whole benchmark
-def run(quick: bool = False, workers: int | str = 2, log=print) -> dict[str, Any]:
+def run(quick: bool = False, workers: int | str = 2, log=print, first_runs: int = 3) -> dict[str, Any]:
     """Measure every figure; returns the JSON-able result (see the module docstring)."""
     import numba
     import numpy as np
@@ -347,6 +387,9 @@ def run(quick: bool = False, workers: int | str = 2, log=print) -> dict[str, Any
         result.update({f"workers_{key}": value for key, value in _speeds(parallel).items()})
         result["workers_peak_rss_mb"] = parallel["summed_peak_rss_mb"]
     result["rollouts"], result["rollout_speedups"] = measure_rollouts(workers, 2 if quick else 7, log)
+    if not quick:  # the quick benchmark (tests) pays for one empty-cache run only: compile_s's
+        log(f"npppo train with an empty kernel cache, to its first progress line (x{first_runs}) ...")
+        result.update(first_run(first_runs))
     result["machine"]["load_avg_end"] = os.getloadavg()[0]
     result["bench_s"] = time.perf_counter() - started
     return result
@@ -381,6 +424,7 @@ ROWS = (  # figure, label, format
     ("import_s", "import, warm cache (s)", ".2f"),
     ("first_iteration_s", "first iteration, warm cache (s)", ".2f"),
     ("compile_s", "first iteration, empty cache (s)", ".2f"),
+    ("first_run_s", "npppo train to iter 1, empty cache (s)", ".2f"),
     ("workers_train_steps_per_s", "training, {workers} workers (env steps/s)", ",.0f"),
     ("workers_rollout_steps_per_s", "rollout alone, {workers} workers (env steps/s)", ",.0f"),
     ("workers_peak_rss_mb", "peak RSS, {workers} workers, all processes (MB)", ".0f"),
@@ -429,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=_workers, default=2, metavar="N|auto",
                         help="also train with N rollout worker processes, beside the run in one process "
                              "(default 2; 1: only the run in one process)")
+    parser.add_argument("--first-run", type=int, metavar="N", dest="first_runs",
+                        help="only time `npppo train` to its first progress line with an empty kernel cache, "
+                             "N times (the full benchmark does it 3 times)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, default=20, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -439,6 +486,15 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.json.resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             parser.error(f"--json {args.json}: folder {folder} does not exist or is not writable")
+    if args.first_runs is not None:
+        if args.first_runs < 1:
+            parser.error(f"--first-run takes a positive number of runs, got {args.first_runs}")
+        log(f"npppo train with an empty kernel cache, to its first progress line (x{args.first_runs}) ...")
+        result = {**first_run(args.first_runs), "machine": {"load_avg": os.getloadavg()[0], "cores": os.cpu_count()}}
+        times = ", ".join(f"{t:.1f}" for t in result["first_run_times_s"])
+        return report(f"npppo bench: npppo train to its first progress line, empty kernel cache: median "
+                      f"{result['first_run_s']:.1f} s (runs: {times} s; {os.cpu_count()} cores, load "
+                      f"{result['machine']['load_avg']:.1f})", result, args.json)
     from npppo.threads import apply_default_threads
 
     apply_default_threads()  # act and matmul here with the BLAS threads that training uses

@@ -6,6 +6,10 @@ This module is the only reader and writer of the format (version 2):
   sizes, iteration, step count, the acting RNG's state, ``"policy"`` (what inference needs beyond
   the layer tables: sigma floor, log-std offset, observation clip) and, when written by the
   command line, the run's options under ``"run"``;
+* ``"contents"``: ``"checkpoint"`` (everything to resume training; also a file without the key,
+  as written before it existed) or ``"model"`` (:func:`write_model`: what acting and value
+  estimation need, no optimizer state, no reward-normalisation statistics, no random-generator
+  state, no per-environment episode counters: a run's ``model.npz`` and ``best.npz``);
 * arrays: ``policy.params`` / ``critic.params`` with their layer tables ``policy.layers`` /
   ``critic.layers`` (:data:`npppo.nn.layers.LAYER_DTYPE`), ``optim.<group>.<state>``,
   ``obs_rms.mean`` / ``.var`` / ``.count``, ``return_rms.mean`` / ``.var`` / ``.count`` (the reward
@@ -98,6 +102,22 @@ def write_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict
         meta["run"] = run
     write_npz_atomic(path, {**arrays, META_KEY: np.array(json.dumps(meta))})
     return path
+
+
+MODEL_ARRAYS = ("policy.params", "policy.layers", "critic.params", "critic.layers", "action_low", "action_high",
+                "obs_rms.mean", "obs_rms.var", "obs_rms.count")
+TRAINING_ONLY_META = ("act_rng", "episodes_started")  # the state of the training's random streams
+
+
+def write_model(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                run: dict[str, Any] | None = None) -> Path:
+    """Write the acting part of a snapshot (from :func:`snapshot`) at ``path``, atomically: the policy
+    and critic with their layer tables, the observation normalisation, the action bounds and the
+    metadata (config, spaces, env, iteration, step count); no optimizer or random-generator state.
+    :func:`load` makes an agent of it that acts and estimates values but cannot :meth:`learn`."""
+    kept = {name: value for name, value in arrays.items() if name in MODEL_ARRAYS}
+    meta = {key: value for key, value in meta.items() if key not in TRAINING_ONLY_META}
+    return write_checkpoint(path, kept, {**meta, "contents": "model"}, run=run)
 
 
 def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -199,23 +219,27 @@ def load(cls, path: str | Path, env=None):
         except NpppoError as exc:
             raise CheckpointError(f"checkpoint {path} does not fit the environment: {exc}") from exc
     agent.env_id = meta.get("env_id")
+    model_only = meta.get("contents", "checkpoint") == "model"
     try:
         agent.policy.set_params(arrays["policy.params"])
         agent.critic.set_params(arrays["critic.params"])
-        for group, optimizer in agent.optimizers.items():
-            prefix = f"optim.{group}."
-            optimizer.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         if agent.obs_rms is not None:
             agent.obs_rms.mean = np.array(arrays["obs_rms.mean"], np.float64)
             agent.obs_rms.var = np.array(arrays["obs_rms.var"], np.float64)
             agent.obs_rms.count = float(arrays["obs_rms.count"])
+        agent.iteration = int(meta["iteration"])
+        agent.num_timesteps = int(meta["num_timesteps"])
+        if model_only:
+            agent.loaded_model = str(path)  # learn() refuses: the training state is not in the file
+            return agent
+        for group, optimizer in agent.optimizers.items():
+            prefix = f"optim.{group}."
+            optimizer.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         if agent.reward_normalizer is not None:
             rms = agent.reward_normalizer.return_rms
             rms.mean = np.array(arrays["return_rms.mean"], np.float64)
             rms.var = np.array(arrays["return_rms.var"], np.float64)
             rms.count = float(arrays["return_rms.count"])
-        agent.iteration = int(meta["iteration"])
-        agent.num_timesteps = int(meta["num_timesteps"])
         agent.episodes_started = [int(n) for n in meta["episodes_started"]]
         agent.act_rng.bit_generator.state = meta["act_rng"]
     except (KeyError, TypeError, ValueError) as exc:

@@ -11,17 +11,21 @@
 
 A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``run.json`` (how the
 run was started: environment, seed, steps), ``progress.csv`` (one row of metrics per iteration),
-``checkpoint.npz`` (the full training state, rewritten atomically
-every ``--checkpoint-every`` iterations, at the end and on Ctrl-C) and, once finished, ``model.npz``.
-Errors in the input (SPEC §6) print as one line ``npppo: error: ...`` and exit with status 1;
-Ctrl-C exits with status 130 after saving the last completed iteration, SIGTERM (``kill``, a batch
-scheduler) likewise with status 143.
+``checkpoint.npz`` (the full training state, rewritten atomically every ``--checkpoint-every``
+iterations, at the end and on Ctrl-C) and, once finished, ``model.npz`` (the acting part only:
+:func:`npppo.checkpoint.write_model`). A ``--seeds`` folder also holds ``seeds.json``, so that
+``--resume OUT`` can go on with the whole batch.
+Errors in the input (SPEC §6) print as one line ``npppo: error: ...`` and exit with status 1; usage
+errors (an unknown option, ``--steps -5``) print one line with a pointer to ``--help`` and exit with
+status 2; Ctrl-C exits with status 130 after saving the last completed iteration, SIGTERM (``kill``,
+a batch scheduler) likewise with status 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import time
@@ -37,6 +41,18 @@ DEFAULT_PRESET = "pendulum"
 DEFAULT_STEPS = 100_000
 INTERRUPTED = exit_status(signal.SIGINT)  # 130: the shell's status for a process ended by SIGINT
 TERMINATED = exit_status(signal.SIGTERM)  # 143
+USAGE = 2  # the usual status of a command given options it does not take
+SEEDS_FILE = "seeds.json"  # in a --seeds folder: the seeds and options, for --resume
+
+
+def shell(*words) -> str:
+    """A command as one would type it: each word shell-quoted (paths with spaces paste back intact)."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
 # ---------------------------------------------------------------------------------------- parsing
@@ -63,13 +79,16 @@ def _seed(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="npppo", formatter_class=formatter,
         description="Proximal Policy Optimization for continuous control, in NumPy + Numba.",
         epilog="examples:\n  npppo train\n  npppo eval runs/<run>\n  npppo plot runs/<run> runs/<other run>\n"
                "  npppo train --help     (and likewise for eval, plot, bench)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,export,bench}")
+    from npppo import __version__
+
+    parser.add_argument("--version", action="version", version=f"npppo {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,export,presets,bench}")
     commands.required = True
 
     train = commands.add_parser(
@@ -108,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder (default: runs/<env>-<preset>-<seed>-<YYYYmmdd-HHMMSS>)")
     train.add_argument("--resume", type=Path, metavar="DIR",
-                       help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps)")
+                       help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps); for a "
+                            "--seeds folder: resume its interrupted seeds and start those never started")
     train.add_argument("--checkpoint-every", type=_count, default=10, metavar="N",
                        help="rewrite checkpoint.npz every N iterations (default: 10)")
     train.add_argument("--threads", type=_count, metavar="N",
@@ -142,12 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  npppo eval runs/quick                   # the run's model.npz (or checkpoint.npz)\n"
                "  npppo eval runs/hopper-s0 runs/hopper-s1 runs/hopper-s2   # ... and over runs: IQM [95% CI]\n"
+               "  npppo eval runs/three                   # a folder of train --seeds runs: each seed, then IQM\n"
                "  npppo eval runs/quick/model.npz --episodes 50\n"
                "  npppo eval runs/quick --render --episodes 3\n"
                "  npppo eval runs/quick --video pendulum.mp4 --episodes 2   # or pendulum.gif",
     )
     evaluate.add_argument("paths", type=Path, nargs="+", metavar="PATH",
-                          help="a run folder or a .npz checkpoint; several (e.g. one per seed) also print their "
+                          help="a run folder, a folder of seed_* runs (from train --seeds) or a .npz checkpoint; "
+                               "several runs (e.g. one per seed) also print their "
                                "mean ± std and interquartile mean with a 95%% bootstrap CI")
     evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
     evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
@@ -178,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     from npppo import export
 
     export.add_command(commands, formatter)
+    commands.add_parser(
+        "presets", formatter_class=formatter, help="list the named configs (name, environment, steps, description)",
+        description="The presets that --preset takes: each one's environment, step count and what it is for.",
+        epilog="example:\n  npppo presets\n  npppo train --preset lunarlander")
+
     commands.add_parser(
         "bench", formatter_class=formatter, add_help=False, help="performance figures (npppo bench --help)",
         description="Forwards its arguments to npppo.bench.", epilog="example:\n  npppo bench",
@@ -222,21 +249,26 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.seeds is not None:
         return seeds_command(args)
+    if args.resume is not None and (args.resume / SEEDS_FILE).is_file():
+        return resume_seeds_command(args)
     if args.parallel is not None:
         raise NpppoError("--parallel goes with --seeds (several runs side by side)")
     set_num_threads(args.threads or requested_threads() or 1)
+    from npppo.envs.mujoco_log import warnings_into
+
     agent, out, run = _resume(args) if args.resume is not None else _fresh(args)
-    with agent:  # the workers end with the command, whatever way it ends
+    with warnings_into(out), agent:  # the workers end with the command, whatever way it ends
         return _train(agent, out, run, args)
 
 
 def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> int:
     from npppo.backends import RAY_CONNECT_TIMEOUT_S
-    from npppo.jit import cache_root
     from npppo.train import RunOptions, train
+    from npppo.warmup import announce_compiling
 
     agent.set_workers(args.workers, args.backend, args.max_worker_failures, args.ray_address,
                       args.ray_connect_timeout or RAY_CONNECT_TIMEOUT_S)
+    _note_oversubscribed(agent.workers if agent.backend == "local" else 1)
     resumed = args.resume is not None and (out / "checkpoint.npz").exists()  # else restarted: _restart
     total = run["total_steps"]
     if agent.num_timesteps >= total:
@@ -247,19 +279,22 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps, {workers}"
           + (f", resumed at iteration {agent.iteration}" if resumed else "") + f" -> {out}/")
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
-    if not cache_root().exists():
-        print("npppo: compiling kernels (first run only: about 10 s before the first iteration)")
     if args.tensorboard is not None:
         run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
     made_folder = not out.exists()
     if not resumed:
-        out.mkdir(parents=True, exist_ok=True)
-        start_files(out, agent, run)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            start_files(out, agent, run)
+        except OSError as exc:
+            raise NpppoError(f"cannot write the run folder {out}: {exc.strerror or exc}; "
+                             "choose another --out") from None
     options = RunOptions(total, args.checkpoint_every if args.resume is None else run.get("checkpoint_every", 10),
                          run.get("eval_every"), run.get("eval_episodes", 10), run=run,
                          tensorboard=run.get("tensorboard"))
     try:
-        result = train(agent, out, options, resumed=resumed)
+        with announce_compiling(sys.stdout):
+            result = train(agent, out, options, resumed=resumed)
     except NpppoError:
         if made_folder and not (out / "checkpoint.npz").exists():
             remove_unsaved(out)
@@ -272,49 +307,168 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
             print(f"npppo: {stopped} before the first iteration completed; nothing saved", file=sys.stderr)
         else:
             print(f"npppo: {stopped}; saved iteration {result.saved_iteration} to {out / 'checkpoint.npz'}; "
-                  f"resume with: npppo train --resume {out}", file=sys.stderr)
+                  f"resume with: {shell('npppo', 'train', '--resume', out)}", file=sys.stderr)
         return exit_status(result.signum)
     print(f"evaluation: return {result.eval_mean:.1f} ± {result.eval_std:.1f} over {options.eval_episodes} "
           f"episodes (deterministic policy, {run['env']})")
-    print(f"saved: {out / 'model.npz'} (the policy), {out / 'checkpoint.npz'}, {out / 'progress.csv'}, "
+    best = f", {out / 'best.npz'} (the best evaluation)" if (out / "best.npz").exists() else ""
+    print(f"saved: {out / 'model.npz'} (the policy){best}, {out / 'checkpoint.npz'}, {out / 'progress.csv'}, "
           f"{out / 'config.json'}")
-    print(f"next:  npppo eval {out}   |   npppo plot {out}")
+    print(f"next:  {shell('npppo', 'eval', out)}   |   {shell('npppo', 'plot', out)}")
     return 0
+
+
+def _note_oversubscribed(workers: int) -> None:
+    """One line on stderr when local workers outnumber the usable cores (they then take turns on them)."""
+    from npppo.backends import usable_cores
+
+    cores = usable_cores()
+    if workers > cores:
+        print(f"npppo: note: {workers} workers on {cores} usable cores: they take turns, which only slows the run "
+              f"(the result is the same for any --workers; --workers auto uses {cores})", file=sys.stderr)
+
+
+def check_writable(out: Path) -> None:
+    """NpppoError (one line: which folder, and why) when the run folder ``out`` cannot be made or written."""
+    import os
+
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise NpppoError(f"cannot make the run folder {out}: {existing} is a file, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the run folder" if existing == out else f"the run folder {out}: its parent"
+        raise NpppoError(f"cannot write {what} {existing} (permission denied); choose another --out")
 
 
 def seeds_command(args: argparse.Namespace) -> int:
     """``npppo train --seeds S1 S2 ...``: one run per seed into ``OUT/seed_S``, through :func:`train_command`,
-    one after another or side by side in processes (never more processes than usable cores in all)."""
-    from npppo.backends import usable_cores
-
+    one after another or side by side in processes (never more processes than usable cores in all).
+    ``OUT/seeds.json`` keeps the seeds and options, for ``npppo train --resume OUT``."""
     if args.resume is not None:
-        raise NpppoError("--seeds starts new runs: resume each one with --resume OUT/seed_S")
+        raise NpppoError("--seeds starts new runs; to continue a batch: npppo train --resume OUT")
     seeds = list(dict.fromkeys(args.seeds))
-    parallel, workers = seed_plan(len(seeds), args.workers, args.parallel, usable_cores())
     _, facts, preset_name, _ = _source(args)
     env = args.env or facts.get("env") or "env"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{env.replace('/', '_').replace(':', '_')}-{preset_name}-seeds-{stamp}"
+    check_writable(out)
     for seed in seeds:
         check_out_folder(out / f"seed_{seed}", announce=False)  # each run says it when it starts
-    jobs = [argparse.Namespace(**{**vars(args), "seeds": None, "parallel": None, "seed": seed,
-                                  "out": out / f"seed_{seed}", "workers": workers,
-                                  "tensorboard": args.tensorboard / f"seed_{seed}" if args.tensorboard else None})
-            for seed in seeds]
+    options = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
+               if key not in (*SEED_PLACEMENT, "seeds", "seed", "out", "resume", "command")}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SEEDS_FILE).write_text(json.dumps({"seeds": seeds, "options": options}, indent=2) + "\n")
+    jobs = [_fresh_seed_job(args, out, seed) for seed in seeds]
+    return _run_seeds(jobs, out, args, f"training seeds {' '.join(map(str, seeds))}")
+
+
+SEED_PLACEMENT = ("workers", "parallel", "threads", "backend", "ray_address", "max_worker_failures")  # not learning
+
+
+def _fresh_seed_job(args: argparse.Namespace, out: Path, seed: int) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "seeds": None, "parallel": None, "resume": None, "seed": seed,
+                                 "out": out / f"seed_{seed}",
+                                 "tensorboard": args.tensorboard / f"seed_{seed}" if args.tensorboard else None})
+
+
+def resume_seeds_command(args: argparse.Namespace) -> int:
+    """``npppo train --resume OUT`` on a ``--seeds`` folder: resume each interrupted seed from its
+    checkpoint, start each seed never started, leave the finished ones (with ``--steps``: extend them)."""
+    for flag in ("preset", "config", "seed", "env", "env_kwargs", "max_episode_steps", "eval_every", "tensorboard"):
+        if getattr(args, flag) is not None:
+            raise NpppoError("--resume continues the saved runs with their own settings: "
+                             f"drop --{flag.replace('_', '-')}")
+    out = args.resume
+    try:
+        record = json.loads((out / SEEDS_FILE).read_text())
+        seeds, options = [int(seed) for seed in record["seeds"]], dict(record["options"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NpppoError(f"{out / SEEDS_FILE} is unreadable ({exc}): "
+                         "resume each seed with --resume OUT/seed_S") from None
+    placement = {key: getattr(args, key) for key in SEED_PLACEMENT}
+    fresh = argparse.Namespace(**{**options, **placement, "steps": args.steps or options.get("steps"),
+                                  "config": Path(options["config"]) if options.get("config") else None,
+                                  "tensorboard": Path(options["tensorboard"]) if options.get("tensorboard") else None})
+    jobs, states = [], []
+    for seed in seeds:
+        folder = out / f"seed_{seed}"
+        if (folder / "checkpoint.npz").exists():
+            if (folder / "model.npz").exists() and args.steps is None:
+                continue  # finished
+            jobs.append(argparse.Namespace(**{**vars(fresh), "resume": folder, "steps": args.steps, "seed": None,
+                                              "out": None, "preset": None, "config": None, "env": None,
+                                              "env_kwargs": None, "max_episode_steps": None, "eval_every": None,
+                                              "tensorboard": None, "seeds": None, "parallel": None}))
+            states.append(f"{seed} from its checkpoint")
+        else:
+            jobs.append(_fresh_seed_job(fresh, out, seed))
+            states.append(f"{seed} from the start")
+    if not jobs:
+        raise NpppoError(f"every seed in {out} has finished ({', '.join(map(str, seeds))}): nothing to do; pass a "
+                         "larger --steps to extend them")
+    return _run_seeds(jobs, out, args, f"resuming seeds {', '.join(states)}")
+
+
+def _run_seeds(jobs: list[argparse.Namespace], out: Path, args: argparse.Namespace, what: str) -> int:
+    """Run the seed jobs, one after another or side by side; on Ctrl-C, one line per seed of the batch
+    with its state, and how to go on."""
+    from npppo.backends import usable_cores
+
+    parallel, workers = seed_plan(len(jobs), args.workers, args.parallel, usable_cores())
+    for job in jobs:
+        job.workers = workers
     how = (f"{parallel} side by side" if parallel > 1 else "one after another") + \
         f", {workers} worker{'s' if workers > 1 else ''} each"
-    print(f"npppo: training seeds {' '.join(map(str, seeds))} ({how}) -> {out}/seed_<S>/")
-    if parallel == 1:
-        for job in jobs:
-            status = train_command(job)
-            if status != 0:
-                return status
-    else:
-        status = _train_side_by_side(jobs, parallel)
-        if status != 0:
-            return status
-    print(f"next:  npppo plot {out}   (draws the {len(seeds)} seeds as their mean with a min-max band)")
+    print(f"npppo: {what} ({how}) -> {out}/seed_<S>/")
+    try:
+        if parallel == 1:
+            status = 0
+            for job in jobs:
+                status = train_command(job)
+                if status != 0:
+                    break
+        else:
+            status = _train_side_by_side(jobs, parallel)
+    except KeyboardInterrupt as interrupt:
+        status = exit_status(signal_of(interrupt))
+    if status in (INTERRUPTED, TERMINATED):
+        _print_seed_states(out)
+        return status
+    if status != 0:
+        return status
+    count = len(_batch_seeds(out))
+    print(f"next:  {shell('npppo', 'plot', out)}   (draws the {count} seeds as their mean with a min-max band)")
     return 0
+
+
+def _batch_seeds(out: Path) -> list[int]:
+    try:
+        return [int(seed) for seed in json.loads((out / SEEDS_FILE).read_text())["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _print_seed_states(out: Path) -> None:
+    """After Ctrl-C: each seed's state (finished, saved at an iteration, not started), then the command
+    that goes on with the batch."""
+    from npppo.checkpoint import read_checkpoint
+
+    for seed in _batch_seeds(out):
+        folder = out / f"seed_{seed}"
+        if (folder / "model.npz").exists():
+            state = "finished"
+        elif (folder / "checkpoint.npz").exists():
+            try:
+                state = f"interrupted; iteration {read_checkpoint(folder / 'checkpoint.npz')[1]['iteration']} saved"
+            except NpppoError as exc:
+                state = f"interrupted; its checkpoint is unreadable ({exc})"
+        else:
+            state = "not started (or interrupted before its first iteration): nothing saved"
+        print(f"seed {seed}: {state}", file=sys.stderr)
+    print(f"npppo: interrupted; go on with the batch (resumes the interrupted seeds, starts the others): "
+          f"{shell('npppo', 'train', '--resume', out)}", file=sys.stderr)
 
 
 def seed_plan(runs: int, workers: int | str, parallel: int | None, cores: int) -> tuple[int, int]:
@@ -344,23 +498,25 @@ def _train_side_by_side(jobs: list[argparse.Namespace], parallel: int) -> int:
         while waiting or running:
             while waiting and len(running) < parallel:
                 job = waiting.pop(0)
-                job.out.mkdir(parents=True, exist_ok=True)
-                process = context.Process(target=_seed_process, args=(job,), name=f"npppo-seed-{job.seed}")
+                (job.out or job.resume).mkdir(parents=True, exist_ok=True)
+                process = context.Process(target=_seed_process, args=(job,),
+                                          name=f"npppo-{(job.out or job.resume).name.replace('_', '-')}")
                 process.start()
                 running[process] = job
             for process in [p for p in running if not p.is_alive()]:
                 job = running.pop(process)
                 statuses.append(process.exitcode)
-                print(f"seed {job.seed}: {_last_line(job.out / 'train.log', process.exitcode)}", flush=True)
+                folder = job.out or job.resume  # OUT/seed_S
+                print(f"seed {folder.name.removeprefix('seed_')}: {_last_line(folder / 'train.log', process.exitcode)}",
+                      flush=True)
             time.sleep(0.05)
     except KeyboardInterrupt as interrupt:
         signum = signal_of(interrupt)
         for process in running:
             if process.is_alive():
                 os.kill(process.pid, signum)  # each run saves its last completed iteration
-        for process, job in running.items():
+        for process in running:
             process.join()
-            print(f"seed {job.seed}: {_last_line(job.out / 'train.log', process.exitcode)}", file=sys.stderr)
         return exit_status(signum)
     for status in (INTERRUPTED, TERMINATED):
         if status in statuses:
@@ -370,7 +526,8 @@ def _train_side_by_side(jobs: list[argparse.Namespace], parallel: int) -> int:
 
 def _seed_process(args: argparse.Namespace) -> None:
     """One seed's run in its own process, its output in OUT/seed_S/train.log; exits with the run's status."""
-    with open(args.out / "train.log", "w", buffering=1) as log:
+    resumed = args.resume is not None  # a resumed seed's log goes on
+    with open((args.resume if resumed else args.out) / "train.log", "a" if resumed else "w", buffering=1) as log:
         sys.stdout = sys.stderr = log
         try:
             with sigterm_as_interrupt():  # this process's entry point: SIGTERM from the batch saves too
@@ -430,6 +587,7 @@ def _fresh(args: argparse.Namespace):
     seed = args.seed if args.seed is not None else 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{env.replace('/', '_').replace(':', '_')}-{preset_name}-{seed}-{stamp}"
+    check_writable(out)
     check_out_folder(out)
     env_kwargs = args.env_kwargs if args.env_kwargs is not None else facts.get("env_kwargs", {})
     run = {"env": env, "preset": described, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
@@ -483,7 +641,9 @@ def _restart(args: argparse.Namespace):
 
 # ---------------------------------------------------------------------------------------- eval, plot, bench
 def eval_command(args: argparse.Namespace) -> int:
-    scores = [_evaluate(path, args) for path in args.paths]
+    from npppo.plotting import expand_runs
+
+    scores = [_evaluate(path, args) for path in expand_runs(args.paths)]  # a --seeds folder: each of its seeds
     if len(scores) > 1:
         from npppo.stats import summarize
 
@@ -574,6 +734,32 @@ def plot_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def presets_command(args: argparse.Namespace) -> int:
+    """``npppo presets``: one line per preset: name, environment, steps, the first sentence of its description."""
+    from npppo import presets
+
+    rows = []
+    for name in presets.names():
+        facts = presets.load(name)[1]
+        envs = sorted(env for env, preset in presets.FOR_ENV.items() if preset == name and env != facts["env"])
+        env = " / ".join([facts["env"], *envs])
+        rows.append((name, env, f"{facts['steps']:,}", _first_sentence(facts.get("description", ""))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    print("use: npppo train --preset NAME   (Python: npppo.presets.get(NAME); names: npppo.presets.names())")
+    return 0
+
+
+def _first_sentence(text: str, width: int = 72) -> str:
+    """The description's opening words: up to its first colon, parenthesis or full stop, at most ``width``
+    characters (cut at a word)."""
+    for mark in (". ", ": ", " ("):
+        text = text.split(mark, 1)[0]
+    text = text.rstrip(".")
+    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0].rstrip(",") + " ..."
+
+
 def bench_command(argv: list[str]) -> int:
     import importlib
 
@@ -597,7 +783,19 @@ def export_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The console script: returns the exit status (0 ok, 1 an npppo error, 2 bad usage, 130 Ctrl-C,
     143 SIGTERM)."""
+    from npppo.progress import PipeSafeStream
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = sys.stdout
+    if not isinstance(stdout, PipeSafeStream):
+        sys.stdout = PipeSafeStream(stdout)  # `npppo train | head -1` must not stop the run
+    try:
+        return _run_command(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _run_command(argv: list[str]) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -605,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 return bench_command(argv[1:])
             args = build_parser().parse_args(argv)
             command = {"train": train_command, "eval": eval_command, "plot": plot_command,
-                       "export": export_command}[args.command]
+                       "export": export_command, "presets": presets_command}[args.command]
             with sigterm_as_interrupt():
                 return command(args)
         except NpppoError as exc:

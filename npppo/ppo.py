@@ -32,7 +32,7 @@ from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_pic
 from npppo.config import PPOConfig
 from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_env
-from npppo.errors import ConfigError, EnvError, TrainingError
+from npppo.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from npppo.evaluation import evaluate
 from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks
 from npppo.normalization import RewardNormalizer, RunningMeanStd
@@ -111,6 +111,7 @@ class PPO:
         self.iteration = 0
         self.num_timesteps = 0
         self.history: list[dict[str, Any]] = []
+        self.loaded_model: str | None = None  # the model file (no training state) this agent was loaded from
         self.act_rng = np.random.default_rng([self.seed, 0xAC7])
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
         self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
@@ -210,9 +211,11 @@ class PPO:
                 self._backend = InProcess(sampler, self.config)
             elif self.backend == "local":
                 from npppo.backends.local import LocalWorkers
+                from npppo.warmup import compile_update_kernels
 
                 self._backend = LocalWorkers(self.env_spec, self.config, spaces, self.seed, slices,
-                                             self.episodes_started, self.max_worker_failures)
+                                             self.episodes_started, self.max_worker_failures,
+                                             while_first_starts=lambda: compile_update_kernels(self))
             else:
                 from npppo.backends.ray import RayWorkers
 
@@ -253,12 +256,18 @@ class PPO:
         if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
             raise ValueError(f"expected an observation of shape ({self.obs_dim},) or a batch (k, {self.obs_dim}), "
                              f"got shape {obs.shape}")
+        if not np.isfinite(obs).all():
+            where = np.argwhere(~np.isfinite(obs)).tolist()[:4]
+            raise ValueError(f"the observation holds NaN or infinite values (at index {', '.join(map(str, where))}); "
+                             "the action of a non-finite observation would be NaN")
         return obs
 
     def evaluate(self, episodes: int = 10, env: EnvSpec | None = None, seed: int = 10_000,
                  deterministic: bool = True, frames=None) -> tuple[float, float]:
         """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`;
         ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``)."""
+        if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
         eval_env = self._make_env(env)
         return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames)
 
@@ -272,8 +281,18 @@ class PPO:
         Unless ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` or :func:`npppo.threads.set_num_threads`
         chose otherwise, BLAS gets one thread (see :func:`npppo.threads.apply_default_threads`).
         """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+        total_steps = whole_steps(total_steps)
+        if self.loaded_model is not None:
+            raise CheckpointError(
+                f"this agent was loaded from {self.loaded_model}, a model file (the policy and critic, for acting), "
+                "which holds no optimizer or random-generator state: to train further, load the run's "
+                "checkpoint.npz (PPO.load('RUN/checkpoint.npz'))")
+        if self.num_timesteps >= total_steps:
+            warnings.warn(f"learn({total_steps:,}) has nothing to do: the agent has done {self.num_timesteps:,} env "
+                          f"steps already, and total_steps counts from its creation (across save and load); "
+                          f"pass a larger total to train on, e.g. learn({self.num_timesteps + total_steps:,})",
+                          stacklevel=2)
+            return []
         apply_default_threads()
         line = None
         if progress:
@@ -474,6 +493,16 @@ class PPO:
         return checkpoint.load(cls, path, env)
 
 
+def whole_steps(total_steps) -> int:
+    """``total_steps`` as an int: a positive integer, or a float that is a whole number (``1e5``)."""
+    if isinstance(total_steps, (float, np.floating)) and math.isfinite(total_steps) and total_steps.is_integer():
+        total_steps = int(total_steps)
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive integer (or a whole float such as 1e5), "
+                         f"got {total_steps!r}")
+    return int(total_steps)
+
+
 def _take(array: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
     return array if idx is None else array[idx]
 
@@ -494,9 +523,9 @@ def optimizer_step(optimizers: dict[str, Optimizer], model, loss: float, lr_scal
     norms = [l2_norm(model.grad[optimizer.start : optimizer.stop]) for optimizer in optimizers.values()]
     if not math.isfinite(loss) or not all(map(math.isfinite, norms)):
         raise TrainingError(
-            f"iteration {iteration}: the {'actor' if 'mu' in optimizers else 'critic'} loss ({loss}) or its gradient "
-            f"norms {dict(zip(optimizers, norms, strict=True))} became non-finite; lower the learning rate or enable "
-            "gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
+            f"iteration {iteration + 1}: the {'actor' if 'mu' in optimizers else 'critic'} loss ({loss}) or its "
+            f"gradient norms {dict(zip(optimizers, norms, strict=True))} became non-finite; lower the learning rate "
+            "or enable gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
         )
     for optimizer, norm in zip(optimizers.values(), norms, strict=True):
         optimizer.step(model.params, model.grad, lr_scale, norm)

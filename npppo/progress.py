@@ -16,6 +16,47 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
+class PipeSafeStream:
+    """A text stream (stdout) that outlives its reader: once the other end of a pipe is closed
+    (``npppo train | head -1``), what is written goes to the null device instead of raising
+    BrokenPipeError, so that the run goes on writing its CSV and checkpoints."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.closed_reader = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._mute()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._mute()
+
+    def _mute(self) -> None:
+        """Point the stream's file descriptor at the null device (what is buffered then drains there)."""
+        import os
+
+        self.closed_reader = True
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self.stream.fileno())
+        finally:
+            os.close(null)
+        try:
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)  # isatty, fileno, encoding, ...
+
+
 class ProgressLine:
     """Prints one status line per iteration.
 
@@ -56,6 +97,12 @@ class ProgressLine:
             self._width = len(line)
         else:
             self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """A line of its own below the progress line (an evaluation's result); the live line goes on below it."""
+        self.close()
+        self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self) -> None:

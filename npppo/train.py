@@ -9,7 +9,8 @@ It writes into ``out``:
 * ``checkpoint.npz``: the full training state, rewritten atomically every ``checkpoint_every``
   iterations, at the end, and on Ctrl-C or SIGTERM (the last completed iteration);
 * ``model.npz`` at the end, and ``best.npz``: the best deterministic evaluation so far (with
-  ``eval_every``).
+  ``eval_every``); both hold the acting part only (:func:`npppo.checkpoint.write_model`), so
+  they are small enough to ship; training continues from ``checkpoint.npz``.
 
 A fault (an :class:`npppo.errors.NpppoError`) leaves the last good checkpoint as it was, and says
 which iteration it holds.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
+from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint, write_model
 from npppo.errors import NpppoError
 from npppo.interrupts import interrupts_held, signal_of, sigterm_as_interrupt
 from npppo.progress import ProgressCSV, ProgressLine, TensorBoardLog
@@ -74,12 +75,16 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
         row = {**metrics, "train_s": state["train_s"], "eval_mean": math.nan, "eval_std": math.nan}
         go_on = options.max_iterations is None or agent.iteration < options.max_iterations
         last = agent.num_timesteps >= options.total_steps or not go_on
+        note = None
         if options.eval_every and (agent.num_timesteps >= state["next_eval"] or last):
             row["eval_mean"], row["eval_std"] = agent.evaluate(options.eval_episodes)
             state["next_eval"] = _next_multiple(agent.num_timesteps, options.eval_every)
-            if row["eval_mean"] > state["best"]:
+            best = row["eval_mean"] > state["best"]
+            if best:
                 state["best"] = row["eval_mean"]
-                write_checkpoint(out / "best.npz", *snapshot(agent), run=options.run)
+                write_model(out / "best.npz", *snapshot(agent), run=options.run)
+            note = eval_note(agent.num_timesteps, row["eval_mean"], row["eval_std"], options.eval_episodes, best,
+                             state["best"])
         log.append(row)
         if board is not None:
             board.append(row)
@@ -90,6 +95,8 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
             state["saved"] = agent.iteration
         if line is not None:
             line.update(metrics)
+            if note is not None:
+                line.note(note)
         state["clock"] = time.perf_counter()  # evaluations and checkpoints are not training time
         return go_on
 
@@ -122,7 +129,7 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
         line.close()
     final = snapshot(agent)
     write_checkpoint(checkpoint, *final, run=options.run)
-    write_checkpoint(out / "model.npz", *final, run=options.run)
+    write_model(out / "model.npz", *final, run=options.run)
     read_checkpoint(out / "model.npz")  # what was written reads back
     last_row = state["rows"][-1] if state["rows"] else {}
     if options.eval_every and not math.isnan(last_row.get("eval_mean", math.nan)):
@@ -130,6 +137,12 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
     else:
         mean, std = agent.evaluate(options.eval_episodes)
     return RunResult(False, agent.iteration, mean, std, state["train_s"], state["rows"])
+
+
+def eval_note(steps: int, mean: float, std: float, episodes: int, best: bool, best_mean: float) -> str:
+    """The console's line for a periodic evaluation."""
+    return (f"eval at {steps:,} steps: return {mean:.1f} ± {std:.1f} over {episodes} episodes (deterministic)"
+            + ("; the best so far, saved as best.npz" if best else f"; best so far {best_mean:.1f}"))
 
 
 def _next_multiple(steps: int, every: int | None) -> float:

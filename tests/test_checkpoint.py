@@ -314,3 +314,57 @@ def test_the_reward_statistics_round_trip_by_value(tmp_path):
         value = getattr(restored, name)
         assert isinstance(value, np.ndarray) and value.dtype == np.float64, name
         np.testing.assert_array_equal(value, getattr(saved, name))
+
+
+# ---------------------------------------------------------------- model.npz: the acting part only (issue 22, 13)
+def test_a_model_file_holds_what_acting_and_values_need_and_no_training_state(agent, tmp_path):
+    from npppo.checkpoint import write_model
+    from npppo.inference import Policy
+
+    arrays, meta = snapshot(agent)
+    full = write_checkpoint(tmp_path / "checkpoint.npz", arrays, meta)
+    model = write_model(tmp_path / "model.npz", arrays, meta, run={"env": "x"})
+    model_arrays, model_meta = read_checkpoint(model)
+    assert sorted(model_arrays) == sorted(["policy.params", "policy.layers", "critic.params", "critic.layers",
+                                           "action_low", "action_high", "obs_rms.mean", "obs_rms.var",
+                                           "obs_rms.count"])
+    assert model_meta["contents"] == "model" and "act_rng" not in model_meta and "episodes_started" not in model_meta
+    assert model_meta["config"] == meta["config"] and model_meta["run"] == {"env": "x"}
+    assert model.stat().st_size < full.stat().st_size
+
+    loaded = PPO.load(model)
+    obs = np.random.default_rng(0).standard_normal((5, 3))
+    np.testing.assert_array_equal(loaded.act(obs), agent.act(obs))
+    np.testing.assert_array_equal(loaded.value(obs), agent.value(obs))
+    assert (loaded.iteration, loaded.num_timesteps) == (agent.iteration, agent.num_timesteps)
+    np.testing.assert_allclose(Policy.load(model).act(obs[0]), agent.act(obs[0]), rtol=1e-6, atol=1e-6)
+
+
+def test_learn_on_an_agent_loaded_from_a_model_file_asks_for_the_checkpoint(agent, tmp_path):
+    from npppo.checkpoint import write_model
+
+    model = write_model(tmp_path / "model.npz", *snapshot(agent))
+    loaded = PPO.load(model, env=short_pendulum)
+    with pytest.raises(CheckpointError, match=r"loaded from .*model\.npz, a model file .* load the run's checkpoint"):
+        loaded.learn(10_000)
+    assert PPO.load(write_checkpoint(tmp_path / "checkpoint.npz", *snapshot(agent)), env=short_pendulum).learn(
+        agent.num_timesteps + 30)
+
+
+def test_a_checkpoint_written_before_the_contents_key_still_loads_whole(agent, tmp_path):
+    arrays, meta = snapshot(agent)
+    path = write_checkpoint(tmp_path / "old.npz", arrays, meta)
+    assert "contents" not in read_checkpoint(path)[1]
+    loaded = PPO.load(path, env=short_pendulum)
+    assert loaded.loaded_model is None
+    np.testing.assert_array_equal(loaded.optimizers["mu"].state()["m"], agent.optimizers["mu"].state()["m"])
+
+
+def test_a_run_folders_model_and_best_are_model_files(tmp_path):
+    from npppo.train import RunOptions, train
+
+    agent = PPO(short_pendulum, presets.get("pendulum").replace(**TINY), seed=0)
+    train(agent, tmp_path, RunOptions(120, eval_every=60, eval_episodes=1), quiet=True)
+    for name in ("model.npz", "best.npz"):
+        assert read_checkpoint(tmp_path / name)[1]["contents"] == "model", name
+    assert read_checkpoint(tmp_path / "checkpoint.npz")[1].get("contents", "checkpoint") == "checkpoint"

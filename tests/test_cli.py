@@ -433,3 +433,102 @@ def test_out_reuses_a_folder_without_a_checkpoint_saying_so(tmp_path, tiny_confi
     rows, _ = read_progress(out / "progress.csv")
     assert [int(row["iteration"]) for row in rows] == [1]
     assert PPOConfig.from_json(out / "config.json") == presets.get("pendulum").replace(**TINY)
+
+
+# ---------------------------------------------------------------- issue 22: a new user's rough edges
+@pytest.mark.parametrize("argv", [["train", "--steps", "-5"], ["train", "--workers", "0"], ["train", "--bogus"],
+                                  ["evaluate"], []])
+def test_usage_errors_are_one_line_pointing_to_help_with_status_2(argv):
+    proc = subprocess.run([sys.executable, "-m", "npppo.cli", *argv], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and lines[0].endswith("--help)"), proc.stderr
+
+
+def test_version_and_the_list_of_presets(capsys):
+    from npppo import __version__
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0 and capsys.readouterr().out.strip() == f"npppo {__version__}"
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in presets.names():
+        line = next(line for line in lines if line.split()[0] == name)
+        assert presets.default_env(name) in line and f"{presets.load(name)[1]['steps']:,}" in line
+    assert "--preset NAME" in lines[-1]
+
+
+def test_printed_commands_are_shell_quoted_for_a_path_with_spaces(tmp_path, tiny_config, capsys):
+    import shlex
+
+    out = tmp_path / "my runs" / "quick"
+    assert train(tiny_config, out, "--steps", "40") == 0
+    next_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("next:"))
+    eval_command, plot_command = next_line.removeprefix("next:").split("|")
+    assert shlex.split(eval_command) == ["npppo", "eval", str(out)]
+    assert shlex.split(plot_command) == ["npppo", "plot", str(out)]
+
+
+@pytest.mark.parametrize("under", ["a-file/run", "a-file"])
+def test_an_impossible_out_folder_is_one_line_naming_it_and_why(tmp_path, tiny_config, capsys, under):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / under
+    assert train(tiny_config, out, "--steps", "40") == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "a-file") in error[0] and "is a file, not a folder" in error[0]
+    assert "Errno" not in error[0]
+
+
+def test_eval_of_a_seeds_folder_evaluates_each_seed_then_their_iqm(tmp_path, tiny_config, capsys):
+    out = tmp_path / "three"
+    assert main(["train", "--env", ENV_ID, "--config", tiny_config, "--seeds", "0", "1", "--steps", "40",
+                 "--workers", "1", "--parallel", "1", "--eval-episodes", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" on ")[0] for line in lines[:2]] == [str(out / f"seed_{s}" / "model.npz") for s in (0, 1)]
+    assert lines[2].startswith("over 2 runs") and "IQM" in lines[2] and "95% CI" in lines[2]
+
+
+def test_periodic_evaluations_show_on_the_console_and_the_saved_line_names_best_npz(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    assert train(tiny_config, out, "--steps", "120", "--eval-every", "80", "--eval-episodes", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
+    evals = [line for line in lines if line.startswith("eval at ")]
+    assert [line.split(" steps:")[0] for line in evals] == ["eval at 80", "eval at 120"]
+    assert "the best so far, saved as best.npz" in evals[0]
+    rows, _ = read_progress(out / "progress.csv")
+    assert f"return {float(rows[1]['eval_mean']):.1f} ± {float(rows[1]['eval_std']):.1f} over 2" in evals[0]
+    assert lines.index(evals[0]) == lines.index(next(line for line in lines if line.startswith("iter    2"))) + 1
+    saved = next(line for line in lines if line.startswith("saved:"))
+    assert f"{out / 'best.npz'} (the best evaluation)" in saved
+
+
+def test_more_workers_than_usable_cores_get_a_one_line_note(monkeypatch, capsys):
+    from npppo import cli
+
+    monkeypatch.setattr("npppo.backends.usable_cores", lambda: 2)
+    cli._note_oversubscribed(2)
+    assert capsys.readouterr().err == ""
+    cli._note_oversubscribed(4)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and note[0].startswith("npppo: note: 4 workers on 2 usable cores")
+
+
+def test_a_closed_stdout_does_not_stop_training(tmp_path, tiny_config):
+    # `npppo train ... | head -1`: a real pipe whose reader goes away after the first line
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "npppo.cli", "train", "--env", "Pendulum-v1", "--config",
+                             tiny_config, "--max-episode-steps", "20", "--steps", "400", "--workers", "1",
+                             "--eval-episodes", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    _, stderr = proc.communicate(timeout=300)
+    assert first.startswith("npppo: training")
+    assert proc.returncode == 0, stderr
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
+    rows, _ = read_progress(out / "progress.csv")
+    assert int(rows[-1]["steps"]) == 400
+    assert (out / "model.npz").is_file() and (out / "checkpoint.npz").is_file()

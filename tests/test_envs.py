@@ -103,3 +103,37 @@ def test_an_agent_trained_on_an_instance_and_loaded_without_env_says_to_pass_env
             call()
     again = PPO.load(tmp_path / "m.npz", env=lambda: gym.make("Pendulum-v1", max_episode_steps=20))
     assert again.evaluate(1)[0] < 0
+
+
+@pytest.mark.parametrize(("env_id", "extra"), [("Hopper-v5", "mujoco"), ("LunarLanderContinuous-v3", "box2d")])
+def test_a_missing_package_hint_names_the_extra_of_the_environments_family(monkeypatch, env_id, extra):
+    def missing(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("the simulator is not installed")
+
+    monkeypatch.setattr(gym, "make", missing)
+    with pytest.raises(EnvError) as caught:
+        make_env(env_id)
+    assert str(caught.value).endswith(f"run: pip install 'npppo[{extra}]'")
+    assert "box2d" not in str(caught.value) or extra == "box2d"
+
+
+def test_mujoco_warnings_go_to_the_run_folder_not_the_current_one(tmp_path, monkeypatch):
+    import mujoco
+
+    from npppo.envs.mujoco_log import LOG_NAME, warnings_into
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    model = mujoco.MjModel.from_xml_string(
+        "<mujoco><worldbody><body><joint type='hinge'/><geom size='0.1'/></body></worldbody></mujoco>")
+    data = mujoco.MjData(model)
+    previous = mujoco.get_mju_user_warning()
+    try:
+        with warnings_into(run):
+            make_env("InvertedPendulum-v5").close()  # a MuJoCo environment, made as the run makes them
+            data.qvel[:] = np.nan
+            mujoco.mj_step(model, data)  # MuJoCo warns: an unstable simulation
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    assert not (tmp_path / LOG_NAME).exists()
+    assert "WARNING: Nan, Inf or huge value in QVEL" in (run / LOG_NAME).read_text()

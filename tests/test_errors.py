@@ -182,3 +182,14 @@ def test_cli_nan_from_the_env_stops_the_run_and_keeps_the_last_good_checkpoint(t
     rows, _ = read_progress(out / "progress.csv")
     assert len(rows) == 3
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json", "progress.csv", "run.json"]
+
+
+def test_the_divergence_error_names_the_iteration_as_the_progress_line_counts_it():
+    # the progress line starts at "iter 1"; a run diverging in its first iteration says iteration 1
+    config = tiny(optimizer="sgd", mu_lr=1e30, sigma_lr=1e30, critic_lr=1e30, max_grad_norm=None, normalize_obs=False,
+                  sigma_mode="state_independent")
+    agent = PPO(lambda: gym.make("Pendulum-v1", max_episode_steps=EPISODE), config, seed=0)
+    history = []
+    with pytest.raises(TrainingError, match="non-finite") as caught:
+        agent.learn(10_000, callback=lambda agent, metrics: history.append(metrics["iteration"]))
+    assert str(caught.value).startswith(f"iteration {len(history) + 1}: ")

@@ -70,7 +70,8 @@ def test_learn_counts_steps_across_calls_and_reports_metrics():
     first = agent.learn(total_steps=400)
     second = agent.learn(total_steps=800)
     assert [m["steps"] for m in first + second] == [400, 800]
-    assert agent.learn(total_steps=800) == []  # already there
+    with pytest.warns(UserWarning, match=r"learn\(800\) has nothing to do: the agent has done 800 env steps"):
+        assert agent.learn(total_steps=800) == []  # already there: the total is cumulative (SPEC §4)
     for key in ("return_mean", "actor_loss", "critic_loss", "approx_kl", "clip_fraction", "entropy", "sigma_mean",
                 "explained_variance", "grad_norm_mu", "grad_norm_sigma", "grad_norm_critic", "steps_per_s"):
         assert np.isfinite(second[0][key]), key
@@ -150,3 +151,29 @@ def test_the_relu_mean_head_warns_only_when_the_action_space_goes_below_zero(low
         warnings.simplefilter("always")
         PPO.from_spaces((3, 1, np.array([lower]), np.array([1.0])), presets.get("seed"))
     assert any("mu head ends in ReLU" in str(w.message) for w in caught) == warns
+
+
+def test_learn_takes_a_float_that_is_a_whole_number_and_refuses_others():
+    agent = PPO("Pendulum-v1", tiny(), seed=0)
+    assert [m["steps"] for m in agent.learn(4e2)] == [400]
+    for bad in (400.5, -1.0, float("nan"), "400", True):
+        with pytest.raises(ValueError, match=r"positive integer \(or a whole float such as 1e5\)"):
+            agent.learn(bad)
+
+
+def test_a_non_finite_observation_to_act_or_value_raises():
+    agent = PPO("Pendulum-v1", tiny(), seed=0)
+    for obs in (np.array([np.nan, 0.0, 0.0]), np.array([[0.0, 0.0, 0.0], [0.0, np.inf, 0.0]])):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            agent.act(obs)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            agent.value(obs)
+
+
+@pytest.mark.parametrize("episodes", [0, -1, 2.5])
+def test_evaluate_with_no_episodes_raises(episodes):
+    agent = PPO("Pendulum-v1", tiny(), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy mean-of-empty warning on the way
+        with pytest.raises(ValueError, match="episodes must be a positive integer"):
+            agent.evaluate(episodes=episodes)

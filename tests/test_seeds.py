@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def test_seeds_one_after_another_in_this_process(config, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "training seeds 4 5 (one after another, 1 worker each)" in printed
     assert printed.count("evaluation: return") == 2
-    assert sorted(p.name for p in out.iterdir()) == ["seed_4", "seed_5"]
+    assert sorted(p.name for p in out.iterdir()) == ["seed_4", "seed_5", "seeds.json"]
 
 
 def test_seeds_refuse_a_folder_that_already_holds_one_of_the_runs(config, tmp_path, capsys):
@@ -117,3 +119,64 @@ def test_sigterm_to_a_batch_side_by_side_is_passed_on_and_each_run_saves(config,
         saved = read_checkpoint(path.parent / "checkpoint.npz")[1]["iteration"]
         assert f"npppo: interrupted by SIGTERM; saved iteration {saved}" in log
         assert f"resume with: npppo train --resume {path.parent}" in log
+
+
+SLOW_SCRIPT = textwrap.dedent("""
+    import sys
+    import time
+
+    import gymnasium as gym
+
+    from npppo.cli import main
+
+    class Slow(gym.Wrapper):  # slow enough to be interrupted half-way
+        def step(self, action):
+            time.sleep(0.003)
+            return self.env.step(action)
+
+    # at module level: the side-by-side seed processes (spawn) import this script too
+    gym.register("SlowPendulumForSeedTests-v0",
+                 entry_point=lambda **_: Slow(gym.make("Pendulum-v1", max_episode_steps=20)))
+    if __name__ == "__main__":
+        sys.exit(main())
+""")
+
+
+def test_ctrl_c_on_a_seeds_batch_says_each_seeds_state_and_resume_finishes_them_all(config, tmp_path):
+    """Issue 22, point 3: with 2 side by side, Ctrl-C (SIGINT to the process group, as a terminal
+    sends it) saves seeds 0 and 1 and names seed 2 as not started; --resume OUT resumes the two and
+    starts the third."""
+    script = tmp_path / "train_seeds.py"
+    script.write_text(SLOW_SCRIPT)
+    out = tmp_path / "batch"
+    total = 40 * 40  # 40 iterations of 2 episodes of 20 steps
+    command = [sys.executable, str(script), "train", "--env", "SlowPendulumForSeedTests-v0", "--config", config,
+               "--steps", str(total), "--eval-episodes", "1", "--checkpoint-every", "1", "--workers", "1",
+               "--parallel", "2", "--out", str(out)]
+    process = subprocess.Popen([*command, "--seeds", "0", "1", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not all((out / f"seed_{s}" / "checkpoint.npz").exists() for s in (0, 1)):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert any(line.startswith("seed 0: interrupted; iteration ") and line.endswith(" saved") for line in lines), stderr
+    assert any(line.startswith("seed 1: interrupted; iteration ") for line in lines), stderr
+    assert "seed 2: not started (or interrupted before its first iteration): nothing saved" in lines
+    assert lines[-1].endswith(f"npppo train --resume {out}")
+    assert not (out / "seed_2" / "checkpoint.npz").exists()
+
+    resumed = subprocess.run([sys.executable, str(script), "train", "--resume", str(out), "--workers", "1",
+                              "--parallel", "2"], capture_output=True, text=True, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming seeds 0 from its checkpoint, 1 from its checkpoint, 2 from the start" in resumed.stdout
+    for seed in (0, 1, 2):
+        rows, _ = read_progress(out / f"seed_{seed}" / "progress.csv")
+        assert [int(row["iteration"]) for row in rows] == list(range(1, 41)), seed
+        assert (out / f"seed_{seed}" / "model.npz").is_file()
+    again = subprocess.run([sys.executable, str(script), "train", "--resume", str(out)], capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert again.returncode == 1 and "every seed in" in again.stderr and "nothing to do" in again.stderr

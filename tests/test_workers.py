@@ -336,3 +336,15 @@ def test_workers_leave_sigterm_to_the_learner(tiny_config, capsys):
     train(tiny_config(num_envs=2, episodes_per_batch=2), 2, 200, callback=terminate_workers)
     assert len(terminated) == 2
     assert "restarting it" not in capsys.readouterr().err
+
+
+def test_a_script_read_from_stdin_with_workers_is_told_why_they_cannot_start():
+    # spawn and forkserver workers import the main script from its file; `python - < script.py` has none
+    script = "from npppo import PPO, presets\nPPO('Pendulum-v1', presets.get('pendulum'), workers=2).learn(2000)\n"
+    proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("npppo.errors.ConfigError: rollout workers start by importing the main script")
+    assert "'<stdin>'" in last and "save the script to a file" in last
+    assert "__main__" not in proc.stderr and "restarting it" not in proc.stderr

@@ -24,7 +24,7 @@ import numpy as np
 
 from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
-from npppo.errors import EnvError, TrainingError
+from npppo.errors import ConfigError, EnvError, TrainingError
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -85,11 +85,25 @@ def _critic_passes(critic, optimizer, config: PPOConfig, params, state, *args):
     return critic.params.copy(), optimizer.state(), losses, norms
 
 
+def check_main_module() -> None:
+    """ConfigError when worker processes could not start: they begin by importing the main module from
+    its file, and a script read from stdin (``python - < script.py``) has none."""
+    import os
+    import sys
+
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.exists(main_file):
+        raise ConfigError(f"rollout workers start by importing the main script from its file, and this one was read "
+                          f"from {main_file!r}, which they cannot read again: save the script to a file and run "
+                          "`python script.py`, or use workers=1")
+
+
 class LocalWorkers:
     """``len(slices)`` worker processes, worker w owning the environments ``slices[w]``."""
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
-                 episodes_started: list[int], max_failures: int = 3) -> None:
+                 episodes_started: list[int], max_failures: int = 3, while_first_starts=None) -> None:
+        check_main_module()
         self.env_spec, self.config, self.spaces, self.run_seed = env_spec, config, spaces, run_seed
         self.slices, self.max_failures = slices, max_failures
         self.work = split_work(config, slices)
@@ -98,11 +112,20 @@ class LocalWorkers:
             self.context.set_forkserver_preload(["npppo.backends.local"])
         self.started = [np.asarray(episodes_started)[ids] for ids in slices]
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
+        # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
+        # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start once it is
+        # ready and load them from the cache, instead of all compiling the same kernels side by side
+        from npppo.warmup import rollout_kernels_cached
+
+        first = len(slices) if while_first_starts is None or rollout_kernels_cached() else 1
         try:
-            for w in range(len(slices)):
-                self._start(w)
-            for w in range(len(slices)):
-                self._receive(w, None)  # "ready"
+            for group in (range(first), range(first, len(slices))):
+                for w in group:
+                    self._start(w)
+                if while_first_starts is not None and group.start == 0:
+                    while_first_starts()
+                for w in group:
+                    self._receive(w, None)  # "ready"
         except BaseException:
             self.close()
             raise

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from npppo.envs.mujoco_log import route_mujoco_warnings
 from npppo.errors import EnvError
 
 
@@ -65,12 +66,12 @@ def make_env(spec: EnvSpec, **kwargs: Any) -> gym.Env:
     if isinstance(spec, str):
         import_env_module(spec)
         try:
-            return gym.make(spec, **kwargs)
+            env = gym.make(spec, **kwargs)
+            route_mujoco_warnings()  # a MuJoCo environment's warnings: into the run folder (the CLI's)
+            return env
         except gym.error.DependencyNotInstalled as exc:
-            raise EnvError(
-                f"environment {spec!r} needs a package that is not installed ({exc}); for Box2D "
-                "environments such as LunarLanderContinuous-v3 run: pip install 'npppo[box2d]'"
-            ) from exc
+            raise EnvError(f"environment {spec!r} needs a package that is not installed ({exc}); "
+                           f"{install_hint(spec)}") from exc
         except gym.error.Error as exc:
             raise EnvError(
                 f"unknown environment id {spec!r} ({exc}); use a registered Gymnasium id such as "
@@ -87,6 +88,24 @@ def make_env(spec: EnvSpec, **kwargs: Any) -> gym.Env:
         f"cannot make an environment from {type(spec).__name__}: pass a Gymnasium id, a gymnasium.Env "
         "or a function returning one"
     )
+
+
+# the npppo extra that brings each family of Gymnasium's environments, by its entry point's package
+EXTRA_FOR_FAMILY = {"box2d": "box2d", "mujoco": "mujoco", "classic_control": "render"}
+
+
+def install_hint(env_id: str) -> str:
+    """What to install for ``env_id``'s missing package: the npppo extra of its family when it is one of
+    Gymnasium's own (by the registered entry point), else a general hint."""
+    try:
+        entry_point = str(gym.spec(env_id).entry_point)
+    except gym.error.Error:
+        entry_point = ""
+    for family, extra in EXTRA_FOR_FAMILY.items():
+        if f"gymnasium.envs.{family}" in entry_point:
+            return f"run: pip install 'npppo[{extra}]'"
+    return ("install the package it names (for Gymnasium's Box2D environments: pip install 'npppo[box2d]', "
+            "MuJoCo ones: pip install 'npppo[mujoco]')")
 
 
 def check_time_limit(env: gym.Env) -> None:

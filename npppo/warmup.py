@@ -1,0 +1,104 @@
+"""The first run: compiling the kernels once, and saying so while it happens.
+
+With an empty kernel cache (a fresh install, an upgrade, an edit of npppo's source) every kernel a
+run needs is compiled at its first call, several seconds in all. Two things make that bearable:
+
+* the learner compiles the update's kernels (:func:`compile_update_kernels`) while the first rollout
+  worker compiles the rollout's; the other workers start only once that worker is ready, and load
+  the rollout kernels from the cache instead of compiling the same ones at the same time
+  (:class:`npppo.backends.local.LocalWorkers`);
+* :func:`announce_compiling` prints one line as soon as anything is to be compiled, decided by what
+  the Numba cache holds and by Numba's own compile events, not by whether a folder exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import TextIO
+
+import numpy as np
+from numba.core import event
+
+from npppo.sampler import Batch
+
+COMPILING_LINE = "npppo: compiling kernels (first run only: about 10 s before the first iteration)"
+
+
+def rollout_kernels() -> list:
+    """The compiled functions a rollout worker calls for every step (the largest to compile)."""
+    from npppo.policy import _policy_rows
+    from npppo.sampler import sample_actions
+
+    return [_policy_rows, sample_actions]
+
+
+def is_cached(kernel) -> bool:
+    """Whether the cache holds a compiled version of ``kernel`` for npppo's current source (Numba's
+    index of the kernel, which it discards when the source stamp differs: :mod:`npppo.jit`)."""
+    if kernel.overloads:
+        return True  # compiled (or loaded) in this process already
+    try:
+        return bool(kernel._cache._cache_file._load_index())
+    except (AttributeError, OSError, EOFError, ValueError):  # another Numba's internals, or an unreadable index
+        return False
+
+
+def rollout_kernels_cached() -> bool:
+    return all(is_cached(kernel) for kernel in rollout_kernels())
+
+
+class _FirstCompile(event.Listener):
+    """Prints ``line`` to ``stream`` at the first compile that Numba starts (cache misses only)."""
+
+    def __init__(self, line: str, stream: TextIO) -> None:
+        self.line, self.stream, self.done = line, stream, False
+
+    def on_start(self, ev) -> None:
+        if not self.done:
+            self.done = True
+            print(self.line, file=self.stream, flush=True)
+
+    def on_end(self, ev) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def announce_compiling(stream: TextIO | None = None, line: str = COMPILING_LINE) -> Iterator[None]:
+    """While inside: ``line`` is printed once, right away if the rollout kernels are not in the cache
+    (the workers would compile them out of sight), else at the first kernel this process compiles."""
+    listener = _FirstCompile(line, stream if stream is not None else sys.stdout)
+    if not rollout_kernels_cached():
+        listener.on_start(None)
+    event.register("numba:compile", listener)
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", listener)
+
+
+def compile_update_kernels(agent) -> None:
+    """Compile (or load) every kernel of ``agent``'s update with the same types as a real one, by one
+    update of a throwaway agent of the same spaces and config on a made-up batch of two short
+    episodes. ``agent`` itself is untouched: no parameter, statistic or random stream moves."""
+    spaces = (agent.obs_dim, agent.action_dim, agent.action_low, agent.action_high)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the config's own warnings were given for the real agent
+        twin = type(agent).from_spaces(spaces, agent.config, agent.seed)
+    twin.update(made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4), total_steps=1_000_000)
+
+
+def made_up_batch(obs_dim: int, action_dim: int, episode_steps: int) -> Batch:
+    """Two episodes of ``episode_steps`` steps of small random numbers, the first ending in a time limit
+    (bootstrapped) and the second terminated: a Batch of the dtypes and layouts the sampler makes."""
+    rng = np.random.default_rng(0)
+    steps = 2 * episode_steps
+    ends = np.zeros(steps, bool)
+    ends[[episode_steps - 1, steps - 1]] = True
+    return Batch(obs=rng.standard_normal((steps, obs_dim)), actions=rng.standard_normal((steps, action_dim)),
+                 log_prob=rng.standard_normal(steps), rewards=rng.standard_normal(steps), episode_ends=ends,
+                 end_steps=np.flatnonzero(ends), end_obs=rng.standard_normal((2, obs_dim)),
+                 end_terminated=np.array([False, True]), episode_returns=rng.standard_normal(2),
+                 episode_lengths=np.full(2, episode_steps))
