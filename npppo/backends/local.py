@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,18 @@ def check_main_module() -> None:
                           "`python script.py`, or use workers=1")
 
 
+def _cwd_shadows_npppo() -> bool:
+    """Whether the current folder holds an ``npppo`` that is not this package (a clone's parent folder,
+    say). Python 3.11's forkserver imports its preload modules with the current folder first on
+    ``sys.path`` (it ignores the parent's), so it would import that folder as an empty namespace
+    package and hand it to every worker; without the preload, each worker imports npppo itself,
+    after taking the parent's ``sys.path``."""
+    from npppo.jit import PACKAGE_DIR
+
+    found = Path.cwd() / "npppo"
+    return found.exists() and found.resolve() != PACKAGE_DIR
+
+
 class LocalWorkers:
     """``len(slices)`` worker processes, worker w owning the environments ``slices[w]``."""
 
@@ -108,7 +121,7 @@ class LocalWorkers:
         self.slices, self.max_failures = slices, max_failures
         self.work = split_work(config, slices)
         self.context = multiprocessing.get_context(START_METHOD)
-        if START_METHOD == "forkserver":
+        if START_METHOD == "forkserver" and not _cwd_shadows_npppo():
             self.context.set_forkserver_preload(["npppo.backends.local"])
         self.started = [np.asarray(episodes_started)[ids] for ids in slices]
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
