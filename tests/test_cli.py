@@ -344,3 +344,26 @@ def test_ctrl_c_inside_the_driver_saves_the_last_iteration_and_restores_the_sign
     assert result.interrupted and result.saved_iteration == 1
     assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["iteration"] == 1
     assert signals.getsignal(signals.SIGINT) is before
+
+
+def test_an_environment_whose_episodes_never_end_gives_an_error_not_a_hang(tmp_path, config_file, capsys):
+    """Fixed-step batches train on (each progress line says no episode finished), then the final
+    evaluation stops at --episode-step-limit with the fix; `npppo eval` too; whole-episode batches
+    stop in the rollout."""
+    env = ["--env", "envs_for_tests:EndlessForTests-v0", "--workers", "1", "--episode-step-limit", "40"]
+    fixed = config_file(**{**TINY, "episodes_per_batch": None, "steps_per_batch": 32})
+    out = tmp_path / "fixed"
+    assert main(["train", *env, "--config", fixed, "--steps", "64", "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "iter    2  steps 64/64  no episode finished" in printed.out and "nan" not in printed.out
+    error = printed.err.strip().splitlines()[-1]
+    assert error.startswith("npppo: error: environment 'EndlessForTests-v0': an episode ran 40 steps without")
+    assert "--max-episode-steps N" in error and "--episode-step-limit N" in error
+    assert (out / "model.npz").exists()
+    assert main(["eval", str(out), "--episode-step-limit", "25", "--episodes", "1"]) == 1
+    assert "an episode ran 25 steps without terminating or truncating" in capsys.readouterr().err
+    assert main(["eval", str(out), "--max-episode-steps", "25", "--episodes", "2"]) == 0  # with a TimeLimit
+    assert "over 2 episodes" in capsys.readouterr().out
+    whole = config_file(**TINY)
+    assert main(["train", *env, "--config", whole, "--steps", "64", "--out", str(tmp_path / "whole")]) == 1
+    assert "an episode ran 40 steps without" in capsys.readouterr().err

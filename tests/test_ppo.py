@@ -150,3 +150,29 @@ def test_the_relu_mean_head_warns_only_when_the_action_space_goes_below_zero(low
         warnings.simplefilter("always")
         PPO.from_spaces((3, 1, np.array([lower]), np.array([1.0])), presets.get("seed"))
     assert any("mu head ends in ReLU" in str(w.message) for w in caught) == warns
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_target_kl_stops_before_the_step_of_a_minibatch_past_one_and_a_half_times_it(batch_size):
+    """SB3's rule: each minibatch's approx KL, measured before its step, against 1.5 target_kl; the
+    minibatch past it takes no step, and the actor's epochs end there."""
+    from npppo.envs import EnvFactory
+    from npppo.losses import actor_loss_terms
+
+    config = tiny(episodes_per_batch=4, actor_epochs=50, batch_size=batch_size, target_kl=0.002,
+                  optimizer="adam", mu_lr=3e-4, sigma_lr=3e-4, ent_coef_start=0.0, ent_coef_end=0.0, dtype="float64",
+                  sigma_mode="state_independent")
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=2)
+    batch = agent.collect()
+    before = agent.policy.params.copy()
+    metrics = agent.update(batch, total_steps=10_000)
+    assert 0 < metrics["actor_updates"] < 50 * (1 if batch_size is None else -(-batch.steps // batch_size))
+    if batch_size is None:
+        # the full batch: the KL of the final parameters is the one that stopped the epochs, past 1.5 target
+        # (the old rule stepped once more after it), and it is the iteration's reported approx KL
+        *_, advantages = agent.targets_and_advantages(batch, agent.normalize_obs(batch.obs))
+        info = actor_loss_terms(agent.policy, agent.normalize_obs(batch.obs), batch.actions, batch.log_prob,
+                                advantages, config.clip_eps, metrics["ent_coef"])
+        assert 1.5 * 0.002 < info.approx_kl == pytest.approx(metrics["approx_kl"], rel=1e-9)
+        assert info.approx_kl < 3 * 1.5 * 0.002  # one step past the bound, not many
+    assert not np.array_equal(agent.policy.params, before)

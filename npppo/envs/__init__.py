@@ -7,9 +7,9 @@ registered with Gymnasium when ``npppo`` is imported; the module itself loads on
 
 from __future__ import annotations
 
-from npppo.envs.make import EnvFactory, EnvSpec, check_spaces, check_time_limit, env_name, make_env
+from npppo.envs.make import EnvFactory, EnvSpec, check_spaces, check_squash_bounds, env_name, make_env
 
-__all__ = ["EnvFactory", "EnvSpec", "check_spaces", "check_time_limit", "env_name", "make_env", "register_envs"]
+__all__ = ["EnvFactory", "EnvSpec", "check_spaces", "check_squash_bounds", "env_name", "make_env", "register_envs"]
 
 
 def register_envs() -> None:
