@@ -208,7 +208,7 @@ class ConwipLineEnv(gym.Env):
       ``wip_cost=0.02`` is read off the fixed-cap curve measured by ``scripts/conwip_baselines.py``
       (20 evaluation episodes, reset seeds 10000..10019): throughput is 0.052 at cap 1, 0.092 at 5,
       0.095 at 9 and flat at 0.096 from about 15 on, and its slope, 30 × Δthroughput / ΔWIP (parts
-      per epoch per extra part held), falls through 0.02 between caps 6 and 9. So the best fixed cap
+      per epoch per extra part held), falls through 0.02 between caps 7 and 8. So the best fixed cap
       is 7 (8 within 0.3), inside 3..30, with caps 1 and 100 clearly worse (docs/results.md, "ConwipLine-v0").
     * ``"twin"``: (parts − twin's parts) + (twin's time-average WIP − this line's), where the twin
       is the same line under the fixed cap ``twin_cap`` driven by the same random numbers (same
