@@ -240,7 +240,10 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-kwargs", type=_env_kwargs, metavar="JSON",
                         help="keyword arguments for gymnasium.make, as a JSON object (saved with the run)")
     parser.add_argument("--max-episode-steps", type=_count, metavar="N",
-                        help="end episodes after N steps (a TimeLimit wrapper; needed for an env without one)")
+                        help="end episodes after N steps (a TimeLimit wrapper, saved with the run)")
+    parser.add_argument("--episode-step-limit", type=_count, metavar="N",
+                        help="stop with an error when an episode runs N steps without ending (whole-episode "
+                             "batches and evaluations; default: 100,000)")
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -593,8 +596,11 @@ def _fresh(args: argparse.Namespace):
     run = {"env": env, "preset": described, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
            "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every,
            "eval_episodes": args.eval_episodes}
+    if args.episode_step_limit is not None:
+        run["episode_step_limit"] = args.episode_step_limit
     # unknown ids and unsupported spaces fail here, before any file is written
     agent = PPO(env_spec(env, env_kwargs, args.max_episode_steps), config, seed=seed)
+    agent.episode_step_limit = run.get("episode_step_limit", agent.episode_step_limit)
     return agent, out, run
 
 
@@ -621,6 +627,9 @@ def _resume(args: argparse.Namespace):
                          "only be extended (drop --steps to finish it as planned)")
     run["total_steps"] = int(args.steps or target)
     agent = PPO.load(checkpoint, env=env_spec(run["env"], record.get("kwargs"), record.get("max_episode_steps")))
+    if args.episode_step_limit is not None:  # a run option: a resumed run may change it
+        run["episode_step_limit"] = args.episode_step_limit
+    agent.episode_step_limit = run.get("episode_step_limit", agent.episode_step_limit)
     return agent, out, run
 
 
@@ -670,6 +679,8 @@ def _evaluate(path: Path, args: argparse.Namespace) -> float:
 
         check_writer(args.video)
     agent = PPO.load(path)
+    if args.episode_step_limit is not None:
+        agent.episode_step_limit = args.episode_step_limit
     spec = agent.env_spec
     if args.env or args.env_kwargs is not None or args.max_episode_steps or args.render or args.video:
         from npppo.envs import EnvFactory

@@ -60,8 +60,12 @@ class PPOConfig:
     ent_coef_start: float = 0.0  # entropy coefficient at the start, annealed linearly over the run
     #   (SB3: ent_coef)
     ent_coef_end: float = 0.0  # entropy coefficient at the end of the run
-    target_kl: float | None = None  # stop the actor epochs once approx KL exceeds this (SB3: target_kl)
-    value_clip: float | None = None  # clip V around V_old by this much in the critic loss (SB3: clip_range_vf)
+    target_kl: float | None = None  # SB3's rule: before each minibatch's step, if its approx KL (at the current
+    #   parameters) exceeds 1.5 × target_kl, that step is not taken and the actor's epochs stop (docs/math.md)
+    #   (SB3: target_kl)
+    value_clip: float | None = None  # critic loss max((V − G)², (V_clip − G)²), V_clip = V_old + clip(V − V_old,
+    #   ±value_clip): the form of CleanRL's clip_vloss and OpenAI baselines (SB3's clip_range_vf differs:
+    #   it uses the clipped prediction alone)
     # --- networks
     trunk_sizes: list[int] = field(default_factory=lambda: [64, 64])  # the actor's hidden layers (SB3: net_arch pi)
     head_sizes: list[int] = field(default_factory=list)  # hidden layers of each head (mu, sigma) after the trunk

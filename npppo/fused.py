@@ -5,9 +5,9 @@ When every environment of a :class:`npppo.sampler.Sampler` is a compiled environ
 :class:`FusedRollout`. It gives the same rows, bit for bit, as the sampler's Python loop over the
 Gymnasium form of the same environments, because it runs the same kernels on the same numbers:
 
-* the same streams: episode ``k`` of iteration ``i`` is reset from the seed :func:`~npppo.sampler.episode_seed`
-  gives it and draws its noise from its :class:`~npppo.sampler.NoiseStream`'s generator; fixed-step
-  environments likewise (see :mod:`npppo.sampler`). Resets and noise are drawn in Python before the
+* the same streams (:mod:`npppo.streams`): episode ``k`` of iteration ``i`` is reset from its
+  ``EPISODE_RESET`` seed and draws its noise from its ``EPISODE_NOISE`` stream; fixed-step
+  environments from ``FIXED_RESET`` and ``FIXED_NOISE`` (see :mod:`npppo.sampler`). Resets and noise are drawn in Python before the
   call (a reset runs the environment's own reset, as Gymnasium's ``reset(seed=...)`` would);
 * per step, inside the call: the observation normalised as :func:`npppo.inference.normalize_observations`
   does, the row-by-row forward (:func:`npppo.policy._policy_rows`), :func:`npppo.sampler.sample_actions`,
@@ -32,7 +32,8 @@ from npppo.envs.compiled import STEP_TYPE, compiled_of
 from npppo.inference import OBS_EPS
 from npppo.jit import njit
 from npppo.policy import _policy_rows
-from npppo.sampler import FIXED, NOISE, Batch, NoiseStream, episode_seed, sample_actions
+from npppo.sampler import Batch, sample_actions
+from npppo.streams import EPISODE_NOISE, EPISODE_RESET, FIXED_NOISE, FIXED_RESET, generator, reset_seed
 
 NOISE_ROWS_MAX = 4096  # noise drawn per episode before the call (more on demand)
 # the call's answers
@@ -154,6 +155,8 @@ class FusedRollout:
         if not found or any(f is None for f in found):
             return None
         spec, limit = found[0]
+        if limit is None or limit > sampler.episode_step_limit:
+            return None  # episodes that may run past the step limit: the Python path raises EnvError there
         for other, other_limit in found[1:]:
             if (other.step is not spec.step or other.reset is not spec.reset or other_limit != limit
                     or not np.array_equal(other.params, spec.params) or other.state_size != spec.state_size):
@@ -165,10 +168,10 @@ class FusedRollout:
         """:meth:`npppo.sampler.Sampler.collect_episodes`, fused."""
         s, lanes = self.sampler, len(episode_ids)
         chunk = min(self.time_limit or NOISE_ROWS_MAX, NOISE_ROWS_MAX)
-        streams = [NoiseStream([s.run_seed, iteration, episode, NOISE], s.action_dim).rng for episode in episode_ids]
+        streams = [generator(EPISODE_NOISE, s.run_seed, iteration, episode) for episode in episode_ids]
         lane = self._lanes(lanes)
         for k, episode in enumerate(episode_ids):
-            seed = episode_seed(s.run_seed, iteration, episode)
+            seed = reset_seed(EPISODE_RESET, s.run_seed, iteration, episode)
             self._reset(lane["states"][k], lane["obs"][k], seed, k % len(s.envs))
         noise = np.empty((lanes, chunk, s.action_dim))
         for k, stream in enumerate(streams):
@@ -189,8 +192,8 @@ class FusedRollout:
         noise = np.empty((n, max(int(steps.max(initial=0)), 1), s.action_dim))
         for e in range(n):
             if steps[e] > 0:
-                key = [s.run_seed, FIXED, s.env_ids[e], iteration, NOISE]
-                noise[e, : steps[e]] = NoiseStream(key, s.action_dim).rng.standard_normal((steps[e], s.action_dim))
+                stream = generator(FIXED_NOISE, s.run_seed, s.env_ids[e], iteration)
+                noise[e, : steps[e]] = stream.standard_normal((steps[e], s.action_dim))
         lane = {**self._live, "done": np.zeros(n, np.int64), "noise_used": np.zeros(n, np.int64)}
         # the episode ends the time limit promises (terminations ask for more during the call)
         ends = (self._live["lengths"] + steps) // self.time_limit if self.time_limit else np.zeros(n, np.int64)
@@ -268,7 +271,7 @@ class FusedRollout:
     def _fixed_seed(self, e: int, ahead: int) -> int:
         """The reset seed of fixed-step environment e's episode ``ahead`` after those begun so far."""
         s = self.sampler
-        return episode_seed(s.run_seed, FIXED, s.env_ids[e], int(s.episodes_started[e]) + ahead)
+        return reset_seed(FIXED_RESET, s.run_seed, s.env_ids[e], int(s.episodes_started[e]) + ahead)
 
     def _reset(self, state: np.ndarray, obs: np.ndarray, seed: int, e: int) -> None:
         """The environment's reset from ``seed``, as ``reset(seed=seed)`` of its Gymnasium form does it."""

@@ -62,7 +62,8 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
         log_prob = 0.0
         entropy = 0.0
         for d in range(dims):
-            log_prob += normal_log_density(actions[i, d], mu[i, d], sigma[i, d])
+            # float64 whatever the policy's dtype (docs/math.md §5, float32 and small σ), as the rollout
+            log_prob += normal_log_density(np.float64(actions[i, d]), np.float64(mu[i, d]), np.float64(sigma[i, d]))
             entropy += normal_entropy(sigma[i, d])
             if squash:
                 log_prob -= tanh_log_det(actions[i, d], squash_bounds[0, d], squash_bounds[1, d])
@@ -144,10 +145,12 @@ def actor_loss_terms(
 ) -> ActorLossInfo:
     """Forward, loss and backward: leaves dL/dθ in ``policy.grad`` and returns the diagnostics.
 
-    obs (N, obs_dim), actions (N, D), old_log_prob (N,), advantages (N,); squash_bounds (2, D) the
-    action space's low and high for a tanh-squashed policy (then actions are pre-squash samples u).
+    obs (N, obs_dim) in the policy's dtype, actions (N, D) and old_log_prob (N,) float64 as the
+    rollout stored them, advantages (N,); squash_bounds (2, D) the action space's low and high for a
+    tanh-squashed policy (then actions are pre-squash samples u). The log-density is computed in
+    float64 (:func:`rollout_distribution` says which mu and sigma it reads).
     """
-    mu, sigma = policy.forward(obs)
+    mu, sigma = rollout_distribution(policy, obs, *policy.forward(obs))
     grad_mu = np.empty_like(mu)
     grad_sigma = np.empty_like(sigma)
     stats = np.zeros(4)
@@ -157,6 +160,27 @@ def actor_loss_terms(
                                   grad_mu, grad_sigma, stats, bounds)
     policy.backward(grad_mu, grad_sigma)
     return ActorLossInfo(float(loss), *map(float, stats), float(np.mean(sigma)))
+
+
+# below this sigma / max|mu|, a float32 policy's log-density reads mu and sigma computed row by row
+SMALL_SIGMA = 1e-2
+
+
+def rollout_distribution(policy: GaussianPolicy, obs: np.ndarray, mu: np.ndarray, sigma: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) (N, D) for the log-density of the stored actions: those of the forward pass, or, for
+    a float32 policy whose sigma is below ``SMALL_SIGMA`` max|mu| somewhere, the same computed row by
+    row as the rollout did (:meth:`npppo.policy.GaussianPolicy.distribution_rows`, a second pass).
+
+    The batched forward's float32 mu differs from the rollout's by rounding (about 1e-7 |mu|), which
+    moves log pi by about |a - mu| / sigma^2 times that: nothing while sigma is large, but at log
+    sigma = -20 (2e-9) it is several units, and the ratio at θold is no longer 1. With the rollout's
+    own arithmetic the ratio at θold is 1 to float64 rounding, however small sigma has become. The
+    gradient still flows through the forward pass (the two differ only by rounding).
+    """
+    if policy.dtype != np.float32 or not sigma.size or sigma.min() >= SMALL_SIGMA * np.abs(mu).max():
+        return mu, sigma
+    return policy.distribution_rows(obs)
 
 
 def row_blocks(n: int) -> list[slice]:
@@ -231,7 +255,8 @@ def actor_loss_and_grad(
     obs (N, obs_dim), actions (N, D) as sampled, old_log_prob (N,) of π_θold, advantages (N,);
     squash_bounds (2, D): the bounds of a tanh-squashed policy (actions are then the pre-squash u).
     """
-    args = [np.ascontiguousarray(x, dtype=policy.dtype) for x in (obs, actions, old_log_prob, advantages)]
+    args = [np.ascontiguousarray(obs, dtype=policy.dtype), np.ascontiguousarray(actions, dtype=np.float64),
+            np.ascontiguousarray(old_log_prob, dtype=np.float64), np.ascontiguousarray(advantages, dtype=policy.dtype)]
     info = actor_loss_terms(policy, *args, clip_eps, ent_coef, squash_bounds)
     return info.loss, policy.grad.copy()
 

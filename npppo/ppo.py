@@ -27,11 +27,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from npppo import checkpoint
+from npppo import checkpoint, streams
 from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_picklable, env_slices, usable_cores
 from npppo.config import PPOConfig
 from npppo.critic import Critic
-from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_env
+from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, env_name, make_env
+from npppo.envs.make import EPISODE_STEP_LIMIT, check_episode_step_limit
 from npppo.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from npppo.evaluation import evaluate
 from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks
@@ -67,16 +68,21 @@ class PPO:
     sent to them) and, in a script, the ``if __name__ == "__main__":`` guard. A worker that dies or
     whose environment raises is replaced; after ``max_worker_failures`` failures in a row the run
     stops (:class:`npppo.errors.WorkerError`).
+
+    ``episode_step_limit`` (a run option too, default 100,000) bounds the episodes that whole-episode
+    batches and evaluations wait for: one that runs that many steps without terminating or
+    truncating raises :class:`npppo.errors.EnvError` (an environment whose episodes never end would
+    otherwise hang the run). It is not ``max_episode_steps``, which ends episodes (a ``TimeLimit``).
     """
 
     def __init__(self, env: EnvSpec, config: PPOConfig | None = None, seed: int = 0, *,
                  workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
-                 ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+                 ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S,
+                 episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         first = make_env(env)
         self._setup(check_spaces(first), config, seed, env)
         self.set_workers(workers, backend, max_worker_failures, ray_address, ray_connect_timeout)
-        if self.config.episodes_per_batch is not None:
-            check_time_limit(first)
+        self.episode_step_limit = episode_step_limit
         self._envs = [first]
 
     @classmethod
@@ -98,7 +104,7 @@ class PPO:
         self._envs: list | None = None
         self.obs_dim, self.action_dim, self.action_low, self.action_high = spaces
         self.dtype = np.dtype(cfg.dtype)
-        init_rng = np.random.default_rng([self.seed, 0xC0FFEE])
+        init_rng = streams.generator(streams.INIT, self.seed)
         self.policy = GaussianPolicy(self.obs_dim, self.action_dim, cfg, init_rng)
         self.critic = Critic(self.obs_dim, cfg, init_rng)
         self.optimizers = {
@@ -112,13 +118,16 @@ class PPO:
         self.num_timesteps = 0
         self.history: list[dict[str, Any]] = []
         self.loaded_model: str | None = None  # the model file (no training state) this agent was loaded from
-        self.act_rng = np.random.default_rng([self.seed, 0xAC7])
+        self.act_rng = streams.generator(streams.ACT, self.seed)
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
         self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
+        if self._squash_bounds is not None:
+            check_squash_bounds(self.action_low, self.action_high, self.env_id)
         self._backend = None  # the rollout's backend, started at the first collect()
         self._twins: dict[str, list] = {"policy": [], "critic": []}  # each network and its twins for row blocks
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
         self.ray_connect_timeout = RAY_CONNECT_TIMEOUT_S
+        self._episode_step_limit = EPISODE_STEP_LIMIT
         self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
             warnings.warn(
@@ -188,6 +197,18 @@ class PPO:
         self.workers, self.backend, self.max_worker_failures = workers, backend, max_worker_failures
         self.ray_address, self.ray_connect_timeout = ray_address, float(ray_connect_timeout)
 
+    @property
+    def episode_step_limit(self) -> int:
+        """The longest episode a whole-episode batch or an evaluation waits for (see the class docstring)."""
+        return self._episode_step_limit
+
+    @episode_step_limit.setter
+    def episode_step_limit(self, limit: int) -> None:
+        limit = check_episode_step_limit(limit)
+        if limit != self._episode_step_limit:
+            self.close()  # the workers hold the old bound; they start again at the next learn()
+        self._episode_step_limit = limit
+
     def close(self) -> None:
         """Stop the rollout workers (they start again at the next :meth:`learn`)."""
         if self._backend is not None:
@@ -206,7 +227,7 @@ class PPO:
             slices = env_slices(self.num_envs, self.workers)
             if self.workers == 1 and self.backend == "local":
                 sampler = Sampler(self.envs, slices[0], self.policy, self.action_low, self.action_high, self.seed,
-                                  self.config.obs_clip if self.obs_rms is not None else None)
+                                  self.config.obs_clip if self.obs_rms is not None else None, self.episode_step_limit)
                 sampler.episodes_started[:] = self.episodes_started
                 self._backend = InProcess(sampler, self.config)
             elif self.backend == "local":
@@ -214,14 +235,14 @@ class PPO:
                 from npppo.warmup import compile_update_kernels
 
                 self._backend = LocalWorkers(self.env_spec, self.config, spaces, self.seed, slices,
-                                             self.episodes_started, self.max_worker_failures,
+                                             self.episodes_started, self.max_worker_failures, self.episode_step_limit,
                                              while_first_starts=lambda: compile_update_kernels(self))
             else:
                 from npppo.backends.ray import RayWorkers
 
                 self._backend = RayWorkers(self.env_spec, self.config, spaces, self.seed, slices,
                                            self.episodes_started, self.max_worker_failures, self.ray_address,
-                                           self.ray_connect_timeout)
+                                           self.ray_connect_timeout, self.episode_step_limit)
         return self._backend
 
     # ------------------------------------------------------------------ acting
@@ -265,11 +286,13 @@ class PPO:
     def evaluate(self, episodes: int = 10, env: EnvSpec | None = None, seed: int = 10_000,
                  deterministic: bool = True, frames=None) -> tuple[float, float]:
         """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`;
-        ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``)."""
+        ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``); an episode
+        that runs ``episode_step_limit`` steps without ending raises EnvError."""
         if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
         eval_env = self._make_env(env)
-        return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames)
+        return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames,
+                        self.episode_step_limit)
 
     # ------------------------------------------------------------------ training
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> list[dict]:
@@ -361,8 +384,10 @@ class PPO:
         rewards = (self.reward_normalizer(batch.rewards, batch.episode_ends) if self.reward_normalizer is not None
                    else batch.rewards)
         values, returns, advantages = self.targets_and_advantages(batch, obs, rewards)
-        actions, old_log_prob, advantages, targets, old_values = (
-            x.astype(self.dtype) for x in (batch.actions, batch.log_prob, advantages, returns, values))
+        # the stored actions and their log π_θold stay float64: with a small σ, rounding the action to
+        # float32 moves the log-density by far more than a step does (docs/math.md, float32 and small σ)
+        actions, old_log_prob = batch.actions, batch.log_prob
+        advantages, targets, old_values = (x.astype(self.dtype) for x in (advantages, returns, values))
 
         # 4-5. k1 actor passes of the clipped surrogate (mu and sigma optimizers), k2 critic passes of the
         # squared error (critic optimizer). They share nothing (separate parameters, optimizers and
@@ -371,7 +396,7 @@ class PPO:
         # long batch's gradients in fixed blocks of rows, losses.row_blocks, on two); smaller steps,
         # whose cost is Python's rather than BLAS's, with the critic's passes in a local rollout
         # worker's process (its parameters and optimizer state sent there and back). The same results.
-        actor_rng = np.random.default_rng([self.seed, self.iteration, 2])
+        actor_rng = streams.generator(streams.ACTOR_SHUFFLE, self.seed, self.iteration)
         rows_per_step = batch.steps if cfg.batch_size is None else min(cfg.batch_size, batch.steps)
         parallel = self.workers > 1 and rows_per_step >= THREADED_UPDATE_MIN_ROWS
         offload = self.workers > 1 and not parallel and hasattr(self._backend, "start_critic")
@@ -387,6 +412,9 @@ class PPO:
                     self._backend.start_critic((self.critic.params, self.optimizers["critic"].state(), *critic_args))
                 policies = self._twins_of("policy", batch.steps)
                 actor_optimizers = {g: self.optimizers[g] for g in ("mu", "sigma")}
+                # target_kl as in SB3: a minibatch whose approx KL, measured before its step, exceeds
+                # 1.5 target_kl takes no step and ends the actor's epochs (docs/math.md)
+                kl_limit = math.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
                 actor_epoch, actor_norms = [], []
                 for _ in range(cfg.actor_epochs):
                     actor_epoch = []
@@ -394,10 +422,12 @@ class PPO:
                         info = actor_loss_blocks(policies, _take(obs, idx), _take(actions, idx),
                                                  _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps,
                                                  ent_coef, map_blocks, self._squash_bounds)
+                        actor_epoch.append(info)
+                        if info.approx_kl > kl_limit:
+                            break
                         actor_norms.append(optimizer_step(actor_optimizers, self.policy, info.loss, lr_scale,
                                                           self.iteration))
-                        actor_epoch.append(info)
-                    if cfg.target_kl is not None and actor_epoch[-1].approx_kl > cfg.target_kl:
+                    if actor_epoch[-1].approx_kl > kl_limit:
                         break
                 if offload:
                     params, state, critic_epoch, critic_norms = self._backend.finish_critic()
@@ -440,8 +470,8 @@ class PPO:
             "sigma_mean": float(np.mean([info.sigma_mean for info in actor_epoch])),
             "explained_variance": 1.0 - float(np.var(returns - values)) / returns_var if returns_var > 0 else math.nan,
             # gradient norms before clipping, over every step of the iteration
-            "grad_norm_mu": float(np.mean([norms[0] for norms in actor_norms])),
-            "grad_norm_sigma": float(np.mean([norms[1] for norms in actor_norms])),
+            "grad_norm_mu": float(np.mean([norms[0] for norms in actor_norms])) if actor_norms else math.nan,
+            "grad_norm_sigma": float(np.mean([norms[1] for norms in actor_norms])) if actor_norms else math.nan,
             "grad_norm_critic": float(np.mean([norms[0] for norms in critic_norms])),
             "actor_updates": len(actor_norms),
             "ent_coef": ent_coef,
@@ -536,10 +566,10 @@ def critic_passes(critics: list[Critic], optimizer: Optimizer, config: PPOConfig
                   targets: np.ndarray, old_values: np.ndarray, lr_scale: float, seed: int, iteration: int,
                   map_blocks=map) -> tuple[list[float], list[list[float]]]:
     """Step 5: k2 passes of the critic's squared error on ``critics`` (the critic and its twins for
-    row blocks), shuffled by the critic's own stream ``(seed, iteration, 3)``; returns the last
+    row blocks), shuffled by the critic's own stream (:data:`npppo.streams.CRITIC_SHUFFLE`); returns the last
     epoch's losses and every step's gradient norm. Run by the learner, or by a rollout worker
     beside the actor's passes (:meth:`npppo.backends.local.LocalWorkers.start_critic`)."""
-    rng = np.random.default_rng([seed, iteration, 3])
+    rng = streams.generator(streams.CRITIC_SHUFFLE, seed, iteration)
     epoch, norms = [], []
     for _ in range(config.critic_epochs):
         epoch = []

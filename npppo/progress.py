@@ -1,6 +1,7 @@
 """What a training run shows and records while it runs: the live progress line and ``progress.csv``.
 
-The progress line reads ``iter 12  steps 24,000/100,000  return -812.3  2,150 steps/s  left 0:00:35``.
+The progress line reads ``iter 12  steps 24,000/100,000  return -812.3  2,150 steps/s  left 0:00:35``
+(``no episode finished`` in place of the return when the iteration's batch holds none).
 On a terminal it is one line rewritten in place (carriage return); otherwise (a log file, a pipe)
 each iteration prints a plain line.
 """
@@ -88,9 +89,12 @@ class ProgressLine:
             elapsed = now - self._first[0]
             rate = (steps - self._first[1]) / elapsed if elapsed > 0 else math.nan
             left = (self.total_steps - steps) / rate if rate > 0 else math.nan
+        # a fixed-step batch may hold no finished episode (long episodes, or ones that never end)
+        episode_return = (f"return {metrics['return_mean']:9.1f}" if metrics.get("episodes", 1)
+                          else "no episode finished")
         line = (
             f"iter {metrics['iteration']:>4}  steps {steps:,}/{self.total_steps:,}  "
-            f"return {metrics['return_mean']:9.1f}  {rate:,.0f} steps/s  left {format_duration(left)}"
+            f"{episode_return}  {rate:,.0f} steps/s  left {format_duration(left)}"
         )
         if self.live:
             self.stream.write("\r" + line.ljust(self._width))

@@ -10,10 +10,10 @@ A batch depends only on the run seed, the iteration and the parameters, never on
 split between workers, so any worker count gives the same bits:
 
 * every random stream belongs to one episode (whole-episode batches) or to one environment
-  (fixed-step batches): episode ``k`` of iteration ``i`` is reset with :func:`episode_seed` ``(seed,
-  i, k)`` and draws its action noise from its own generator; environment ``j`` of a fixed-step run
-  resets its ``n``-th episode with ``episode_seed(seed, FIXED, j, n)`` and draws iteration ``i``'s
-  noise from ``(seed, FIXED, j, i)``;
+  (fixed-step batches), keyed in :mod:`npppo.streams`: episode ``k`` of iteration ``i`` is reset
+  from ``(EPISODE_RESET, seed, i, k)`` and draws its action noise from ``(EPISODE_NOISE, seed, i,
+  k)``; environment ``j`` of a fixed-step run resets its ``n``-th episode from ``(FIXED_RESET, seed,
+  j, n)`` and draws iteration ``i``'s noise from ``(FIXED_NOISE, seed, j, i)``;
 * the policy runs row by row (:meth:`npppo.policy.GaussianPolicy.distribution_rows`), so a row's
   action does not depend on how many rows are evaluated together;
 * rows are stored in episode order (whole episodes) or environment order (fixed steps), not in the
@@ -35,25 +35,19 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from npppo.distributions import normal_log_density, tanh_log_det, tanh_squash
+from npppo.envs.make import EPISODE_STEP_LIMIT, env_name, episode_too_long
 from npppo.errors import EnvError
 from npppo.inference import normalize_observations
 from npppo.jit import njit
-
-FIXED = 2**32 - 1  # the stream of fixed-step batches, whose episodes run across iterations
-NOISE = 1  # the noise streams' tag, beside the reset seeds'
-
-
-def episode_seed(*key: int) -> int:
-    """A 31-bit reset seed from a key such as ``(run seed, iteration, episode)``."""
-    return int(np.random.SeedSequence(list(key)).generate_state(1)[0] >> 1)
+from npppo.streams import EPISODE_NOISE, EPISODE_RESET, FIXED_NOISE, FIXED_RESET, generator, reset_seed
 
 
 class NoiseStream:
     """The standard-normal action noise of one episode (or environment), drawn 64 steps at a time:
     the same numbers, in the same order, as one draw per step, for a fraction of the calls."""
 
-    def __init__(self, key: list[int], action_dim: int) -> None:
-        self.rng, self.action_dim = np.random.default_rng(key), action_dim
+    def __init__(self, rng: np.random.Generator, action_dim: int) -> None:
+        self.rng, self.action_dim = rng, action_dim
         self.block, self.used = np.empty((0, action_dim)), 0
 
     def next(self) -> np.ndarray:
@@ -174,15 +168,17 @@ class Sampler:
     """Runs ``policy`` (a :class:`npppo.policy.GaussianPolicy`) over ``envs``.
 
     ``env_ids`` are the environments' indices in the whole run (fixed-step batches key their
-    streams by them); ``obs_clip`` is the observation clip when observations are normalised.
+    streams by them); ``obs_clip`` is the observation clip when observations are normalised; an
+    episode of a whole-episode batch that runs ``episode_step_limit`` steps without ending raises
+    EnvError.
     """
 
     def __init__(self, envs: list, env_ids: list[int], policy, action_low: np.ndarray, action_high: np.ndarray,
-                 run_seed: int, obs_clip: float | None) -> None:
+                 run_seed: int, obs_clip: float | None, episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         self.envs, self.env_ids, self.policy = envs, list(env_ids), policy
         self.low = np.asarray(action_low, np.float64)
         self.high = np.asarray(action_high, np.float64)
-        self.run_seed, self.obs_clip = run_seed, obs_clip
+        self.run_seed, self.obs_clip, self.episode_step_limit = run_seed, obs_clip, episode_step_limit
         self.obs_dim, self.action_dim = policy.obs_dim, policy.action_dim
         # fixed-step batches: what persists across iterations, per environment
         self.episodes_started = np.zeros(len(envs), np.int64)
@@ -204,8 +200,8 @@ class Sampler:
 
         def start(e: int) -> None:
             position, episode = waiting.pop()
-            noise = NoiseStream([self.run_seed, iteration, episode, NOISE], self.action_dim)
-            obs = self._reset(e, episode_seed(self.run_seed, iteration, episode))
+            noise = NoiseStream(generator(EPISODE_NOISE, self.run_seed, iteration, episode), self.action_dim)
+            obs = self._reset(e, reset_seed(EPISODE_RESET, self.run_seed, iteration, episode))
             running[e] = [rows.open((position, 0)), noise, obs, 0.0, 0]
 
         for e in range(min(len(self.envs), len(waiting))):
@@ -216,6 +212,8 @@ class Sampler:
             for j, e in enumerate(active):
                 state = running[e]
                 state[2] = next_obs[j]
+                if not over[j] and state[4] >= self.episode_step_limit:
+                    raise episode_too_long(env_name(self.envs[e]), self.episode_step_limit)
                 if over[j]:
                     rows.ends[state[0]] = (next_obs[j], terminated[j])
                     rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
@@ -232,8 +230,9 @@ class Sampler:
         rows = _Rows(self.obs_dim, self.action_dim)
         if self._live is None:
             self._live = [[self._reset_fixed(e), 0.0, 0] for e in range(len(self.envs))]
-        running = {e: [rows.open((e, 0)), NoiseStream([self.run_seed, FIXED, self.env_ids[e], iteration, NOISE],
-                                                      self.action_dim), *self._live[e], steps_per_env[e], 0]
+        running = {e: [rows.open((e, 0)),
+                       NoiseStream(generator(FIXED_NOISE, self.run_seed, self.env_ids[e], iteration), self.action_dim),
+                       *self._live[e], steps_per_env[e], 0]
                    for e in range(len(self.envs)) if steps_per_env[e] > 0}  # [..., steps left, piece]
         while running:
             active = list(running)
@@ -322,6 +321,6 @@ class Sampler:
         return obs
 
     def _reset_fixed(self, e: int) -> np.ndarray:
-        seed = episode_seed(self.run_seed, FIXED, self.env_ids[e], int(self.episodes_started[e]))
+        seed = reset_seed(FIXED_RESET, self.run_seed, self.env_ids[e], int(self.episodes_started[e]))
         self.episodes_started[e] += 1
         return self._reset(e, seed)

@@ -66,3 +66,36 @@ if "FailingPendulum-v0" not in gym.registry:
     gym.register("FailingPendulum-v0", entry_point=lambda fail_after=5: Failing(short_pendulum(), fail_after))
     gym.register("SlowPendulum-v0", entry_point=lambda: Slow(short_pendulum()))
     gym.register("NanRewardPendulum-v0", entry_point=lambda nan_at=3: NanReward(short_pendulum(), nan_at))
+
+
+class Endless(gym.Env):
+    """A valid continuous environment whose episodes never end (and that has no time limit)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.uniform(-1, 1, 2).astype("float32"), {}
+
+    def step(self, action):
+        return self.np_random.uniform(-1, 1, 2).astype("float32"), float(action[0]), False, False, {}
+
+
+class SelfEnding(Endless):
+    """Ends its own episodes (truncated by its own step counter, no TimeLimit), terminated at random
+    before that: a simulation that stops at its end time."""
+
+    def reset(self, *, seed=None, options=None):
+        self.steps = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, _, _, info = super().step(action)
+        return obs, reward, bool(self.np_random.random() < 0.05), self.steps == 15, info
+
+
+if "EndlessForTests-v0" not in gym.registry:  # registered without max_episode_steps: no TimeLimit
+    gym.register("EndlessForTests-v0", entry_point=Endless)
+    gym.register("SelfEndingForTests-v0", entry_point=SelfEnding)

@@ -15,7 +15,7 @@ import pytest
 from npppo import PPO, CheckpointError, presets
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
 from npppo.nn.layers import LAYER_DTYPE
-from npppo.sampler import FIXED, episode_seed
+from npppo.streams import FIXED_RESET, reset_seed
 
 TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
             mu_activation="identity", sigma_mode="state_independent", normalize_obs=True)
@@ -274,7 +274,7 @@ def test_fixed_step_batches_resume_with_new_episode_seeds(tmp_path):
     starts = [0, *(resumed.end_steps[:-1] + 1)]  # each environment's first row (no episode ends in 23 steps)
     assert resumed.end_steps.size == 2 and resumed.episode_returns.size == 0
     for e, row in enumerate(starts):
-        obs, _ = short_pendulum().reset(seed=episode_seed(5, FIXED, e, started[e]))
+        obs, _ = short_pendulum().reset(seed=reset_seed(FIXED_RESET, 5, e, started[e]))
         np.testing.assert_array_equal(resumed.obs[row], obs)
     assert loaded.episodes_started == [n + 1 for n in started]
 

@@ -532,3 +532,26 @@ def test_a_closed_stdout_does_not_stop_training(tmp_path, tiny_config):
     rows, _ = read_progress(out / "progress.csv")
     assert int(rows[-1]["steps"]) == 400
     assert (out / "model.npz").is_file() and (out / "checkpoint.npz").is_file()
+
+
+def test_an_environment_whose_episodes_never_end_gives_an_error_not_a_hang(tmp_path, config_file, capsys):
+    """Fixed-step batches train on (each progress line says no episode finished), then the final
+    evaluation stops at --episode-step-limit with the fix; `npppo eval` too; whole-episode batches
+    stop in the rollout."""
+    env = ["--env", "envs_for_tests:EndlessForTests-v0", "--workers", "1", "--episode-step-limit", "40"]
+    fixed = config_file(**{**TINY, "episodes_per_batch": None, "steps_per_batch": 32})
+    out = tmp_path / "fixed"
+    assert main(["train", *env, "--config", fixed, "--steps", "64", "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "iter    2  steps 64/64  no episode finished" in printed.out and "nan" not in printed.out
+    error = printed.err.strip().splitlines()[-1]
+    assert error.startswith("npppo: error: environment 'EndlessForTests-v0': an episode ran 40 steps without")
+    assert "--max-episode-steps N" in error and "--episode-step-limit N" in error
+    assert (out / "model.npz").exists()
+    assert main(["eval", str(out), "--episode-step-limit", "25", "--episodes", "1"]) == 1
+    assert "an episode ran 25 steps without terminating or truncating" in capsys.readouterr().err
+    assert main(["eval", str(out), "--max-episode-steps", "25", "--episodes", "2"]) == 0  # with a TimeLimit
+    assert "over 2 episodes" in capsys.readouterr().out
+    whole = config_file(**TINY)
+    assert main(["train", *env, "--config", whole, "--steps", "64", "--out", str(tmp_path / "whole")]) == 1
+    assert "an episode ran 40 steps without" in capsys.readouterr().err

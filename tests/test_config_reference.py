@@ -29,6 +29,16 @@ def test_every_field_has_a_meaning_a_default_and_an_allowed_range_in_the_referen
     assert "| `num_envs` | `8` | an integer >= 1 | n_envs |" in text
 
 
+def test_target_kl_and_value_clip_are_described_as_they_work():
+    """target_kl follows SB3's rule (1.5 x, before each minibatch's step); value_clip is the max form of
+    CleanRL / OpenAI baselines, which SB3's clip_range_vf is not."""
+    rows = {line.split(" | ")[0]: line for line in reference_markdown().splitlines() if line.startswith("| `")}
+    assert "1.5 × target_kl" in rows["| `target_kl`"] and "before each minibatch's step" in rows["| `target_kl`"]
+    value_clip = rows["| `value_clip`"]
+    assert "| a number in (0.0, inf) or null |  |" in value_clip  # no SB3 equivalent in the SB3 column
+    assert "max((V − G)², (V_clip − G)²)" in value_clip and "clip_vloss" in value_clip
+
+
 def test_the_reference_states_the_ranges_that_validation_enforces():
     assert allowed_values()["gamma"] == "a number in (0.0, 1.0]"
     assert allowed_values()["optimizer"] == 'one of "adam", "sgd"'

@@ -163,3 +163,16 @@ def test_step_before_reset_or_after_the_end_raises():
     run_episode(env, 0, 5)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.array([5.0], dtype=np.float32))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_first_order_arrives_and_is_released_at_t_0_and_the_kth_after_k_gaps(seed):
+    """As in the original line, which creates an order before its first timeout: arrivals at 0, g0,
+    g0 + g1, ...; with the first warm-up cap (>= 1) the first order enters the line at once."""
+    env = ConwipLineEnv()
+    env.reset(seed=seed)
+    assert env._line.release_times[0] == 0.0
+    gaps = env._gaps_before[1:]
+    np.testing.assert_array_equal(env._arrival_times, np.concatenate(([0.0], np.cumsum(gaps))))
+    # the arrivals by t = 120 are the orders whose arrival time is at most 120, the first included
+    assert env.line_state()["arrived"] == int(np.sum(env._arrival_times <= 120.0))

@@ -1,5 +1,5 @@
 """Making environments: ids (and ``module:Id`` from the current folder), instances, factories, the
-time-limit check for whole-episode batches, and loaded agents that need ``env=``."""
+episode-step bound of whole-episode batches and evaluations, tanh bounds, and loaded agents that need ``env=``."""
 
 from __future__ import annotations
 
@@ -11,29 +11,17 @@ import textwrap
 import gymnasium as gym
 import numpy as np
 import pytest
+from envs_for_tests import Endless, SelfEnding
 
-from npppo import PPO, EnvError
-from npppo.envs import EnvFactory, check_spaces, check_time_limit, env_name, make_env
+from npppo import PPO, ConfigError, EnvError
+from npppo.envs import EnvFactory, check_spaces, env_name, make_env
+from npppo.evaluation import evaluate
 
 MODULE = textwrap.dedent("""
     import gymnasium as gym
 
     gym.register("MyPendulum-v0", entry_point="gymnasium.envs.classic_control:PendulumEnv", max_episode_steps=30)
 """)
-
-
-class Endless(gym.Env):
-    """A valid continuous environment that never ends an episode by itself."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
-    action_space = gym.spaces.Box(-1.0, 1.0, (1,))
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(2, np.float32), 0.0, False, False, {}
 
 
 def test_ids_instances_and_factories_make_environments():
@@ -86,11 +74,55 @@ def test_cli_trains_and_evaluates_a_module_environment_from_the_current_folder(t
     assert "on my_envs_for_npppo:MyPendulum-v0: return" in evaluated.stdout
 
 
-def test_whole_episode_batches_refuse_an_environment_without_a_time_limit(tiny_config):
-    with pytest.raises(EnvError, match=r"no time limit.*--max-episode-steps"):
-        PPO(Endless(), tiny_config())
-    check_time_limit(gym.wrappers.TimeLimit(Endless(), 10))  # a wrapper is enough
-    PPO(Endless(), tiny_config(episodes_per_batch=None, steps_per_batch=64))  # fixed-step batches need none
+def test_an_environment_that_ends_its_own_episodes_trains_without_a_time_limit(tiny_config):
+    """No TimeLimit and no registered max_episode_steps, but episodes end by themselves: it trains."""
+    env = gym.make("envs_for_tests:SelfEndingForTests-v0")
+    assert env.spec.max_episode_steps is None
+    agent = PPO("envs_for_tests:SelfEndingForTests-v0", tiny_config())
+    history = agent.learn(60)
+    assert history and all(m["episodes"] == 2 and 1 <= m["length_mean"] <= 15 for m in history)
+    PPO(SelfEnding(), tiny_config()).learn(30)  # an instance too
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_episode_past_the_step_limit_stops_whole_episode_batches_with_the_fix(tiny_config, workers):
+    agent = PPO("envs_for_tests:EndlessForTests-v0", tiny_config(), workers=workers, episode_step_limit=50)
+    with agent, pytest.raises(EnvError, match=r"'EndlessForTests-v0'.*ran 50 steps without terminating or "
+                                              r"truncating.*--max-episode-steps.*--episode-step-limit"):
+        agent.learn(1000)
+
+
+def test_every_evaluation_stops_at_the_step_limit(tiny_config):
+    agent = PPO(Endless(), tiny_config(episodes_per_batch=None, steps_per_batch=64), episode_step_limit=30)
+    history = agent.learn(128)  # fixed-step batches cut episodes: training goes on, with no episode finished
+    assert [m["episodes"] for m in history] == [0, 0]
+    with pytest.raises(EnvError, match=r"ran 30 steps .*episode_step_limit"):
+        agent.evaluate(episodes=1)
+    with pytest.raises(EnvError, match=r"ran 7 steps"):
+        evaluate(lambda obs: np.zeros(1), Endless(), 1, episode_step_limit=7)
+    assert evaluate(lambda obs: np.zeros(1), gym.wrappers.TimeLimit(Endless(), 40), 2, episode_step_limit=40)[0] == 0
+
+
+def test_the_step_limit_is_a_positive_integer(tiny_config):
+    with pytest.raises(ConfigError, match="episode_step_limit must be a positive integer"):
+        PPO(Endless(), tiny_config(), episode_step_limit=0)
+    assert PPO(Endless(), tiny_config()).episode_step_limit == 100_000
+
+
+class Unbounded(Endless):
+    action_space = gym.spaces.Box(np.array([-1.0, -np.inf]), np.array([1.0, np.inf]), dtype=np.float64)
+
+
+class Empty(Endless):
+    action_space = gym.spaces.Box(np.array([1.0]), np.array([1.0]), dtype=np.float64)
+
+
+@pytest.mark.parametrize("env", [Unbounded, Empty])
+def test_tanh_squash_refuses_infinite_or_empty_bounds_at_construction(tiny_config, env):
+    with pytest.raises(EnvError, match=r"action_squash='tanh' needs finite bounds.*use action_squash='clip'.*rescale"):
+        PPO(env(), tiny_config(action_squash="tanh"))
+    clipped = PPO(env(), tiny_config(episodes_per_batch=None, steps_per_batch=32))  # clip mode handles them
+    clipped.learn(32)
 
 
 def test_an_agent_trained_on_an_instance_and_loaded_without_env_says_to_pass_env(tiny_config, tmp_path):

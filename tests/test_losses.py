@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import kink_free_rows, spread_indices
 
+import npppo.losses
 from npppo import presets
 from npppo.config import SIGMA_MODES
 from npppo.critic import Critic
@@ -276,3 +277,40 @@ def test_the_clipped_critic_loss_takes_the_larger_of_the_two_squared_errors_row_
     expected = np.mean(np.maximum(error**2, clipped**2))
     assert critic_loss_terms(critic, obs, targets, old, 0.1) == pytest.approx(expected, rel=1e-12)
     assert expected != pytest.approx(np.mean(error**2))  # the clip matters in this case
+
+
+@pytest.mark.parametrize("log_std", [-12.0, -20.0])
+@pytest.mark.parametrize("normalize_obs", [False, True])
+def test_float32_ratio_at_theta_old_is_one_even_for_a_tiny_sigma(log_std, normalize_obs):
+    """σ is learned and can shrink below any initial bound: at log σ = -12 and -20 a float32 policy's
+    update still sees r = 1 at θold (the log-density in float64, from the stored float64 actions and the
+    rollout's own μ), not the rounding of the action or of the batched forward."""
+    from npppo import PPO, PPOConfig
+
+    config = PPOConfig(log_std_init=log_std, dtype="float32", steps_per_batch=300, num_envs=2,
+                       normalize_obs=normalize_obs, trunk_sizes=[16, 16])
+    agent = PPO("Pendulum-v1", config, seed=1)
+    agent.learn(300)  # one update first: the statistics and parameters are no longer the initial ones
+    batch = agent.collect()
+    obs = agent.normalize_obs(batch.obs)
+    for rows in (slice(None), slice(0, 64)):  # the full batch and a minibatch
+        _, sigma = agent.policy.forward(obs[rows])
+        assert np.log(sigma).max() < log_std + 0.1
+        info = npppo.losses.actor_loss_terms(agent.policy, obs[rows], batch.actions[rows], batch.log_prob[rows],
+                                             np.ones(sigma.shape[0], np.float32), CLIP, 0.0)
+        # approx KL = mean((r - 1) - log r) ≈ mean((log r)^2) / 2: below 1e-20 every |log r| is below ~1e-9
+        assert info.approx_kl < 1e-20
+        assert abs(info.ratio - 1.0) < 1e-12 and info.clip_fraction == 0.0
+
+
+def test_value_clip_is_the_max_form():
+    """max((V - G)², (V' - G)²) (CleanRL's clip_vloss, OpenAI baselines), not the clipped term alone (SB3)."""
+    critic = Critic(3, presets.get("pendulum").replace(dtype="float64"), np.random.default_rng(0))
+    obs = np.random.default_rng(1).normal(size=(6, 3))
+    values = critic.value(obs)
+    old_values = values + np.array([1.0, -1.0, 1.0, -1.0, 0.01, 0.0])  # V moved from V_old by these
+    targets = values + np.array([2.0, -2.0, -2.0, 2.0, 0.5, 0.5])
+    clipped = old_values + np.clip(values - old_values, -0.1, 0.1)
+    expected = np.mean(np.maximum((values - targets) ** 2, (clipped - targets) ** 2))
+    assert critic_loss_and_grad(critic, obs, targets, old_values, value_clip=0.1)[0] == pytest.approx(expected)
+    assert expected != pytest.approx(np.mean((clipped - targets) ** 2))

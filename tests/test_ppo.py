@@ -104,8 +104,8 @@ def test_act_is_deterministic_and_within_bounds():
     assert actions.shape == (20, 1)
     assert np.all(np.abs(actions) <= 2.0)
     np.testing.assert_array_equal(agent.act(obs[0]), actions[0])
-    sampled = agent.act(obs, deterministic=False)
-    assert not np.array_equal(sampled, actions)
+    unsaturated = PPO("Pendulum-v1", tiny(), seed=0)  # a mean inside the bounds, where clipping hides no noise
+    assert not np.array_equal(unsaturated.act(obs, deterministic=False), unsaturated.act(obs))
 
 
 def test_pendulum_preset_learns_to_swing_up_in_its_100k_steps():
@@ -177,3 +177,29 @@ def test_evaluate_with_no_episodes_raises(episodes):
         warnings.simplefilter("error")  # no NumPy mean-of-empty warning on the way
         with pytest.raises(ValueError, match="episodes must be a positive integer"):
             agent.evaluate(episodes=episodes)
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_target_kl_stops_before_the_step_of_a_minibatch_past_one_and_a_half_times_it(batch_size):
+    """SB3's rule: each minibatch's approx KL, measured before its step, against 1.5 target_kl; the
+    minibatch past it takes no step, and the actor's epochs end there."""
+    from npppo.envs import EnvFactory
+    from npppo.losses import actor_loss_terms
+
+    config = tiny(episodes_per_batch=4, actor_epochs=50, batch_size=batch_size, target_kl=0.002,
+                  optimizer="adam", mu_lr=3e-4, sigma_lr=3e-4, ent_coef_start=0.0, ent_coef_end=0.0, dtype="float64",
+                  sigma_mode="state_independent")
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=2)
+    batch = agent.collect()
+    before = agent.policy.params.copy()
+    metrics = agent.update(batch, total_steps=10_000)
+    assert 0 < metrics["actor_updates"] < 50 * (1 if batch_size is None else -(-batch.steps // batch_size))
+    if batch_size is None:
+        # the full batch: the KL of the final parameters is the one that stopped the epochs, past 1.5 target
+        # (the old rule stepped once more after it), and it is the iteration's reported approx KL
+        *_, advantages = agent.targets_and_advantages(batch, agent.normalize_obs(batch.obs))
+        info = actor_loss_terms(agent.policy, agent.normalize_obs(batch.obs), batch.actions, batch.log_prob,
+                                advantages, config.clip_eps, metrics["ent_coef"])
+        assert 1.5 * 0.002 < info.approx_kl == pytest.approx(metrics["approx_kl"], rel=1e-9)
+        assert info.approx_kl < 3 * 1.5 * 0.002  # one step past the bound, not many
+    assert not np.array_equal(agent.policy.params, before)

@@ -4,7 +4,8 @@
 any step, n-step or GAE targets (written out again below, not the library's kernels), termination
 vs truncation, advantage normalisation, the entropy and learning-rate schedules, k1 actor and k2
 critic steps (full batch, or minibatches drawn from the actor's and the critic's own shuffle streams
-``default_rng([seed, iteration, 2])`` and ``[seed, iteration, 3]``) with per-group gradient-norm
+``npppo.streams``' ACTOR_SHUFFLE and CRITIC_SHUFFLE keys), the target-KL stop (SB3's rule: a minibatch
+whose KL before its step exceeds 1.5 target_kl takes no step and ends the actor's epochs), with per-group gradient-norm
 scaling, momentum SGD or Adam written out in NumPy, reward normalisation by the running std of the
 discounted return, both networks' gradients over row blocks
 (``L = sum_k (n_k / N) L_k``), and the observation statistics. The batches here hold at most a few
@@ -31,7 +32,7 @@ import pytest
 
 import npppo.losses
 import npppo.ppo
-from npppo import PPO, presets
+from npppo import PPO, presets, streams
 from npppo.losses import actor_loss_and_grad, critic_loss_and_grad
 
 TIGHT = dict(rtol=1e-10, atol=1e-12)
@@ -238,9 +239,10 @@ class Reference:
         order = rng.permutation(n)
         return [order[begin : begin + size] for begin in range(0, n, size)]
 
-    def actor_step(self, obs, actions, old_log_prob, advantages, ent_coef, lr_scale):
+    def actor_step(self, obs, actions, old_log_prob, advantages, ent_coef, lr_scale, kl_limit):
         """One actor step on these rows: diagnostics, then the loss and gradient summed over row
-        blocks of at most ``block_rows`` (as even as can be, contiguous) weighted by their share."""
+        blocks of at most ``block_rows`` (as even as can be, contiguous) weighted by their share; no
+        step (norms None) when the KL before it exceeds ``kl_limit``."""
         cfg, n = self.cfg, obs.shape[0]
         log_ratio = self.log_prob(obs, actions) - old_log_prob
         _, sigma = self.policy.distribution(obs)
@@ -250,6 +252,8 @@ class Reference:
                            sigma_mean=float(np.mean(sigma)))
         loss, grad = self.in_blocks(n, lambda rows: actor_loss_and_grad(
             self.policy, obs[rows], actions[rows], old_log_prob[rows], advantages[rows], cfg.clip_eps, ent_coef))
+        if diagnostics["approx_kl"] > kl_limit:
+            return loss, diagnostics, None, None
         return loss, diagnostics, self.step("mu", grad, lr_scale), self.step("sigma", grad, lr_scale)
 
     def in_blocks(self, n, loss_and_grad):
@@ -296,16 +300,21 @@ class Reference:
         if cfg.normalize_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-        actor_rng = np.random.default_rng([self.seed, self.iteration, 2])
-        critic_rng = np.random.default_rng([self.seed, self.iteration, 3])
+        actor_rng = np.random.default_rng([streams.ACTOR_SHUFFLE, self.seed, self.iteration])
+        critic_rng = np.random.default_rng([streams.CRITIC_SHUFFLE, self.seed, self.iteration])
+        kl_limit = np.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
         actor, epoch = [], []  # per actor step: (loss, diagnostics, norm mu, norm sigma)
+        stopped = False
         for _ in range(cfg.actor_epochs):
             epoch = []
             for idx in self.minibatches(steps, actor_rng):
                 epoch.append(self.actor_step(obs[idx], batch.actions[idx], batch.log_prob[idx], advantages[idx],
-                                             ent_coef, lr_scale))
-            actor += epoch
-            if cfg.target_kl is not None and epoch[-1][1]["approx_kl"] > cfg.target_kl:
+                                             ent_coef, lr_scale, kl_limit))
+                stopped = epoch[-1][2] is None
+                if stopped:
+                    break
+            actor += [step for step in epoch if step[2] is not None]
+            if stopped:
                 break
         critic, critic_epoch = [], []  # per critic step: (loss, norm)
         for _ in range(cfg.critic_epochs):
@@ -392,9 +401,9 @@ def test_two_updates_match_the_plain_numpy_reference(case, obs_statistics, monke
     if make_env is terminating_pendulum:  # the batch held both kinds of episode end
         assert batch.end_terminated.any() and not batch.end_terminated.all()
     if case == "gae-adam-target_kl":
-        assert metrics["actor_updates"] == 2  # the KL is 0 before the first step, > 1e-9 after it
+        assert metrics["actor_updates"] == 1  # the KL is 0 before the first step, > 1.5e-9 after it: no second
     if case == "gae-adam-minibatches-target_kl":
-        assert metrics["actor_updates"] == 4  # the first epoch's 4 minibatches of 25, 25, 25, 5 rows, then stop
+        assert metrics["actor_updates"] == 1  # 0 before the first step; the second minibatch is past 1.5e-3: stop
 
 
 def test_the_reference_is_sensitive_to_termination():

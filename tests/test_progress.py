@@ -42,3 +42,15 @@ def test_time_left_counts_from_the_resume_point():
 
 def test_format_duration():
     assert format_duration(float("nan")) == "?" and format_duration(3725.4) == "1:02:05"
+
+
+def test_an_iteration_without_a_finished_episode_says_so_instead_of_nan():
+    clock, stream = FakeClock(), io.StringIO()
+    line = ProgressLine(10_000, stream=stream, clock=clock)
+    clock.now += 1.0
+    line.update({"iteration": 1, "steps": 1_000, "episodes": 0, "return_mean": float("nan")})
+    clock.now += 1.0
+    line.update({"iteration": 2, "steps": 2_000, "episodes": 3, "return_mean": -5.0})
+    first, second = stream.getvalue().splitlines()
+    assert "nan" not in first and "steps 1,000/10,000  no episode finished  1,000 steps/s" in first
+    assert "return      -5.0" in second

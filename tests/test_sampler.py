@@ -7,7 +7,8 @@ import pytest
 
 from npppo.inference import gaussian_log_prob, tanh_log_det, tanh_squash
 from npppo.policy import GaussianPolicy
-from npppo.sampler import Batch, Sampler, episode_seed, sample_actions
+from npppo.sampler import Batch, Sampler, sample_actions
+from npppo.streams import EPISODE_RESET, reset_seed
 
 
 def sampler(tiny_config, env_id="Pendulum-v1", env_ids=(0, 1, 2), seed=0, **changes):
@@ -25,7 +26,7 @@ def test_whole_episode_batch_on_pendulum_is_truncated_episodes_in_episode_order(
     assert batch.episode_ends.sum() == 5 and not batch.end_terminated.any()
     np.testing.assert_allclose(batch.episode_returns.sum(), batch.rewards.sum())
     for k in range(5):  # rows in episode order: episode k's first observation is its reset state
-        obs, _ = gym.make("Pendulum-v1").reset(seed=episode_seed(0, 0, k))
+        obs, _ = gym.make("Pendulum-v1").reset(seed=reset_seed(EPISODE_RESET, 0, 0, k))
         np.testing.assert_array_equal(batch.obs[200 * k], obs)
 
 
@@ -80,7 +81,7 @@ def test_fixed_step_environments_keep_their_own_streams_whatever_the_split(tiny_
 
 
 def test_episode_seeds_differ_by_run_iteration_and_episode():
-    seeds = {episode_seed(r, i, e) for r in range(3) for i in range(3) for e in range(3)}
+    seeds = {reset_seed(EPISODE_RESET, r, i, e) for r in range(3) for i in range(3) for e in range(3)}
     assert len(seeds) == 27 and all(0 <= s < 2**31 for s in seeds)
 
 

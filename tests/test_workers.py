@@ -256,8 +256,8 @@ def test_the_ray_backend_gets_the_run_and_the_address(tiny_config, monkeypatch):
     assert (agent.workers, agent.backend, agent.ray_address) == (2, "ray", "ray://head:10001")
     with pytest.raises(KeyboardInterrupt):
         agent.learn(100)
-    (spec, config, spaces, seed, slices, started, failures, address, timeout), = made
-    assert spec == env and config is agent.config and spaces[:2] == (3, 1) and seed == 4
+    (spec, config, spaces, seed, slices, started, failures, address, timeout, step_limit), = made
+    assert spec == env and config is agent.config and spaces[:2] == (3, 1) and seed == 4 and step_limit == 100_000
     assert slices == [[0, 1], [2]] and list(started) == [0, 0, 0] and failures == 5
     assert address == "ray://head:10001" and timeout == 12
 

@@ -18,6 +18,7 @@ import numpy as np
 from npppo.config import PPOConfig
 from npppo.errors import EnvError, WorkerError
 from npppo.sampler import Batch, Sampler
+from npppo.streams import INIT, generator
 
 BACKENDS = ("local", "ray")
 RAY_CONNECT_TIMEOUT_S = 30.0  # how long a Ray cluster at a given address is waited for, by default
@@ -97,20 +98,23 @@ class InProcess:
         pass
 
 
-def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_seed: int, episodes_started):
+def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_seed: int, episodes_started,
+                 episode_step_limit: int):
     """A sampler with its own environments and policy copy, kernels warmed (what a worker holds)."""
     from npppo.envs import make_env
     from npppo.policy import GaussianPolicy
     from npppo.sampler import sample_actions
 
     obs_dim, action_dim, low, high = spaces
-    policy = GaussianPolicy(obs_dim, action_dim, config, np.random.default_rng(0))
+    # the learner sends the parameters before each batch: the initial ones here are only a placeholder
+    policy = GaussianPolicy(obs_dim, action_dim, config, generator(INIT, run_seed))
     try:
         envs = [make_env(env_spec) for _ in env_ids]
     except EnvError as exc:
         raise EnvError(f"a worker process cannot make the environment: {exc}. Workers make their own copies, so "
                        "register the id in an importable module and pass 'module:Id', or use workers=1") from exc
-    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None)
+    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None,
+                      episode_step_limit)
     sampler.episodes_started[:] = episodes_started
     mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
     sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),

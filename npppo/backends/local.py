@@ -25,13 +25,15 @@ import numpy as np
 
 from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
+from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import ConfigError, EnvError, TrainingError
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started) -> None:
+def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started,
+            episode_step_limit: int) -> None:
     """A worker process's whole life: build, report ready, then collect until told to stop."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or SIGTERM to the whole job: the learner's to handle
         signal.signal(signum, signal.SIG_IGN)
@@ -40,7 +42,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     set_num_threads(1)
     try:
         config = PPOConfig.from_dict(config_dict)
-        sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started)
+        sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
         critic = None
         conn.send(("ready", None))
         while True:
@@ -115,9 +117,11 @@ class LocalWorkers:
     """``len(slices)`` worker processes, worker w owning the environments ``slices[w]``."""
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
-                 episodes_started: list[int], max_failures: int = 3, while_first_starts=None) -> None:
+                 episodes_started: list[int], max_failures: int = 3, episode_step_limit: int = EPISODE_STEP_LIMIT,
+                 while_first_starts=None) -> None:
         check_main_module()
         self.env_spec, self.config, self.spaces, self.run_seed = env_spec, config, spaces, run_seed
+        self.episode_step_limit = episode_step_limit
         self.slices, self.max_failures = slices, max_failures
         self.work = split_work(config, slices)
         self.context = multiprocessing.get_context(START_METHOD)
@@ -148,7 +152,7 @@ class LocalWorkers:
         process = self.context.Process(
             target=_worker, name=f"npppo-worker-{w}", daemon=True,
             args=(worker_end, self.env_spec, self.config.to_dict(), self.spaces, self.slices[w], self.run_seed,
-                  self.started[w]),
+                  self.started[w], self.episode_step_limit),
         )
         process.start()
         worker_end.close()

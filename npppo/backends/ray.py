@@ -32,6 +32,7 @@ import numpy as np
 
 from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
+from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import EnvError, NpppoError
 from npppo.interrupts import Terminated
 from npppo.sampler import Batch
@@ -53,12 +54,13 @@ class _SamplerActor:
     """A worker as a Ray actor (wrapped with ``ray.remote(num_cpus=1)`` when Ray is there)."""
 
     def __init__(self, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int,
-                 episodes_started) -> None:
+                 episodes_started, episode_step_limit: int) -> None:
         from npppo.threads import set_num_threads
 
         set_num_threads(1)
         self.config = PPOConfig.from_dict(config_dict)
-        self.sampler = make_sampler(env_spec, self.config, spaces, env_ids, run_seed, episodes_started)
+        self.sampler = make_sampler(env_spec, self.config, spaces, env_ids, run_seed, episodes_started,
+                                    episode_step_limit)
 
     def ready(self) -> bool:
         return True
@@ -98,7 +100,8 @@ class RayWorkers:
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
                  episodes_started: list[int], max_failures: int = 3, address: str | None = None,
-                 connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+                 connect_timeout: float = RAY_CONNECT_TIMEOUT_S,
+                 episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         self.ray = ray = import_ray()
         self.started_ray = not ray.is_initialized()
         self.watchdog = None
@@ -112,6 +115,7 @@ class RayWorkers:
         self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_SamplerActor)
         self.args = (env_spec, config.to_dict(), spaces)
         self.slices, self.run_seed, self.max_failures = slices, run_seed, max_failures
+        self.episode_step_limit = episode_step_limit
         self.work = split_work(config, slices)
         self.started = [np.asarray(episodes_started)[ids] for ids in slices]
         self.actors = [self._start(w) for w in range(len(slices))]
@@ -122,7 +126,8 @@ class RayWorkers:
             raise
 
     def _start(self, w: int):
-        return self.actor_class.remote(*self.args, self.slices[w], self.run_seed, self.started[w])
+        return self.actor_class.remote(*self.args, self.slices[w], self.run_seed, self.started[w],
+                                       self.episode_step_limit)
 
     def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
         shared = self.ray.put((params, obs_stats))

@@ -45,7 +45,8 @@ def _simulate_epoch(arrival_times, gaps, m1_times, m2_times, release_times, coun
                     obs):
     """Run one line for EPOCH time units under ``cap``; update ``counts``, ``clocks`` and ``obs`` in place.
 
-    arrival_times, gaps (n_orders,): order arrival instants and the gaps before them; m1_times,
+    arrival_times, gaps (n_orders,): order arrival instants and the gaps before them (the first
+    order's, which has none, is not read); m1_times,
     m2_times: per-part processing times in start order; release_times (n_orders,): written as parts
     are released. ``measure_from``: exits at or after this time count towards lead and flow time.
     ``obs`` (8,) keeps a feature's previous value when the epoch had no event for it.
@@ -95,10 +96,11 @@ def _simulate_epoch(arrival_times, gaps, m1_times, m2_times, release_times, coun
         area += wip * (t_next - t)
         t = t_next
         if next_arrival == t_next:
-            gap = gaps[counts[ARRIVED]]
-            gap_sum += gap
-            gap_sq += gap * gap
-            n_gaps += 1
+            if counts[ARRIVED] > 0:  # the first order (at t = 0) has no gap before it
+                gap = gaps[counts[ARRIVED]]
+                gap_sum += gap
+                gap_sq += gap * gap
+                n_gaps += 1
             counts[ARRIVED] += 1
         elif next_m1 == t_next:
             m1_sum += m1_times[counts[M1_DONE]]
@@ -199,8 +201,10 @@ def conwip_reset(params, state, rng, obs):
     # time, and the order after the last one needed arrives beyond HORIZON
     gaps = _draw_covering(arrival_rng, _gaps, HORIZON)
     state[:] = 0.0
-    _store(state, GAPS, gaps, "order gaps")
-    _store(state, ARRIVALS, np.cumsum(gaps), "order gaps")
+    # the first order arrives at t = 0 and order k after the gaps g0 .. g(k-1), as in the original line
+    # (which creates an order before its first timeout); GAPS[k] is the gap before order k (none for k = 0)
+    _store(state, GAPS, np.concatenate(([np.nan], gaps)), "order gaps")
+    _store(state, ARRIVALS, np.concatenate(([0.0], np.cumsum(gaps))), "order gaps")
     _store(state, M1_TIMES, _draw_covering(m1_rng, _service, HORIZON + SERVICE_MAX), "machine-1 times")
     _store(state, M2_TIMES, _draw_covering(m2_rng, _service, HORIZON + SERVICE_MAX), "machine-2 times")
     warmup_caps = cap_rng.integers(1, MAX_CAP, size=WARMUP_CAPS, endpoint=False)
@@ -242,8 +246,9 @@ class ConwipLineEnv(CompiledEnv):
     """A two-machine CONWIP flow line whose WIP cap is set every 30 time units.
 
     Orders arrive with gaps max(0, X), X ~ Normal(1, 20) (48 % of gaps are 0, rate ≈ 0.118 per time
-    unit) and wait in an order queue; CONWIP releases the head order whenever WIP < cap. Each machine
-    takes Uniform(0, 20) per part (rate 0.1), so the order queue grows and throughput stays below 0.1.
+    unit; the first order at t = 0) and wait in an order queue; CONWIP releases the head order
+    whenever WIP < cap. Each machine takes Uniform(0, 20) per part (rate 0.1), so the order queue
+    grows and throughput stays below 0.1.
     WIP counts the parts in buffers 1-2 and on machines 1-2, not the order queue.
 
     Episode: ``reset()`` runs a warm-up from t = 0 to 120 with random integer caps in 1..99 set at
@@ -275,9 +280,9 @@ class ConwipLineEnv(CompiledEnv):
       throughput a larger cap buys against ``wip_cost`` per part held for an epoch. The default
       ``wip_cost=0.02`` is read off the fixed-cap curve measured by ``scripts/conwip_baselines.py``
       (20 evaluation episodes, reset seeds 10000..10019): throughput is 0.052 at cap 1, 0.092 at 5,
-      0.095 at 9 and flat at 0.096 from about 19 on, and its slope, 30 × Δthroughput / ΔWIP (parts
-      per epoch per extra part held), falls through 0.02 between caps 7 and 9. So the best fixed cap
-      is 8, inside 3..30, with caps 1 and 100 clearly worse (docs/results.md, "ConwipLine-v0").
+      0.095 at 9 and flat at 0.096 from about 15 on, and its slope, 30 × Δthroughput / ΔWIP (parts
+      per epoch per extra part held), falls through 0.02 between caps 7 and 8. So the best fixed cap
+      is 7 (8 within 0.3), inside 3..30, with caps 1 and 100 clearly worse (docs/results.md, "ConwipLine-v0").
     * ``"twin"``: (parts − twin's parts) + (twin's time-average WIP − this line's), where the twin
       is the same line under the fixed cap ``twin_cap`` driven by the same random numbers (same
       arrivals, warm-up caps and per-part processing times); with the agent's cap equal to

@@ -21,6 +21,11 @@ import numpy as np
 from npppo.envs.mujoco_log import route_mujoco_warnings
 from npppo.errors import EnvError
 
+# the longest episode a whole-episode rollout or an evaluation waits for (a run option, PPO's
+# ``episode_step_limit``): an environment that never ends its episodes then stops with a message
+# instead of hanging
+EPISODE_STEP_LIMIT = 100_000
+
 
 @dataclass(frozen=True)
 class EnvFactory:
@@ -108,21 +113,36 @@ def install_hint(env_id: str) -> str:
             "MuJoCo ones: pip install 'npppo[mujoco]')")
 
 
-def check_time_limit(env: gym.Env) -> None:
-    """EnvError unless ``env`` ends its episodes by itself: a registered ``max_episode_steps`` or a
-    ``TimeLimit`` wrapper (whole-episode batches would otherwise wait forever for an episode's end)."""
-    if env.spec is not None and env.spec.max_episode_steps is not None:
-        return
-    layer = env
-    while isinstance(layer, gym.Wrapper):
-        if isinstance(layer, gym.wrappers.TimeLimit):
-            return
-        layer = layer.env
-    raise EnvError(
-        f"environment {env_name(env)!r} has no time limit, and whole-episode batches (episodes_per_batch) "
-        "would wait forever for an episode that never ends: register it with max_episode_steps, wrap it in "
-        "gymnasium.wrappers.TimeLimit, or pass --max-episode-steps N on the command line"
+def check_episode_step_limit(limit) -> int:
+    """``limit`` as an int, or a ConfigError unless it is a positive integer."""
+    from npppo.errors import ConfigError
+
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise ConfigError(f"episode_step_limit must be a positive integer (steps), got {limit!r}")
+    return int(limit)
+
+
+def episode_too_long(env: str, limit: int) -> EnvError:
+    """The error for an episode of ``env`` that ran ``limit`` steps without terminating or truncating."""
+    return EnvError(
+        f"environment {env!r}: an episode ran {limit:,} steps without terminating or truncating (the "
+        "episode_step_limit); if its episodes never end, give it a time limit (--max-episode-steps N, or "
+        "gymnasium.wrappers.TimeLimit); if they are just long, raise the bound (--episode-step-limit N, or "
+        "PPO(..., episode_step_limit=N))"
     )
+
+
+def check_squash_bounds(low: np.ndarray, high: np.ndarray, env: str | None) -> None:
+    """EnvError unless every bound is finite and ``high > low``: tanh squashing maps onto [low, high]
+    (``low + (tanh(u) + 1)(high - low)/2`` is NaN or inf otherwise); low, high (action_dim,)."""
+    bad = [d for d in range(len(low)) if not (np.isfinite(low[d]) and np.isfinite(high[d]) and high[d] > low[d])]
+    if bad:
+        d = bad[0]
+        raise EnvError(
+            f"environment {env!r}: action_squash='tanh' needs finite bounds with high > low, but action "
+            f"dimension {d} has low {low[d]} and high {high[d]}: use action_squash='clip', or rescale the "
+            "action space to finite bounds with high > low (a gymnasium.ActionWrapper that rescales the actions)"
+        )
 
 
 def env_name(spec: EnvSpec) -> str:
