@@ -7,8 +7,9 @@ Gymnasium form of the same environments, because it runs the same kernels on the
 
 * the same streams (:mod:`npppo.streams`): episode ``k`` of iteration ``i`` is reset from its
   ``EPISODE_RESET`` seed and draws its noise from its ``EPISODE_NOISE`` stream; fixed-step
-  environments from ``FIXED_RESET`` and ``FIXED_NOISE`` (see :mod:`npppo.sampler`). Resets and noise are drawn in Python before the
-  call (a reset runs the environment's own reset, as Gymnasium's ``reset(seed=...)`` would);
+  environments from ``FIXED_RESET`` and ``FIXED_NOISE`` (see :mod:`npppo.sampler`). Resets and
+  noise are drawn in Python before the call (a reset runs the environment's own reset, as
+  Gymnasium's ``reset(seed=...)`` would);
 * per step, inside the call: the observation normalised as :func:`npppo.inference.normalize_observations`
   does, the row-by-row forward (:func:`npppo.policy._policy_rows`), :func:`npppo.sampler.sample_actions`,
   the environment's compiled step (the very machine code its ``gymnasium.Env`` form calls), the
@@ -28,7 +29,9 @@ import numba
 import numpy as np
 from gymnasium.utils import seeding
 
+from npppo.envs import env_name
 from npppo.envs.compiled import STEP_TYPE, compiled_of
+from npppo.envs.make import episode_too_long
 from npppo.inference import OBS_EPS
 from npppo.jit import njit
 from npppo.policy import _policy_rows
@@ -155,8 +158,6 @@ class FusedRollout:
         if not found or any(f is None for f in found):
             return None
         spec, limit = found[0]
-        if limit is None or limit > sampler.episode_step_limit:
-            return None  # episodes that may run past the step limit: the Python path raises EnvError there
         for other, other_limit in found[1:]:
             if (other.step is not spec.step or other.reset is not spec.reset or other_limit != limit
                     or not np.array_equal(other.params, spec.params) or other.state_size != spec.state_size):
@@ -167,7 +168,8 @@ class FusedRollout:
     def collect_episodes(self, iteration: int, episode_ids: list[int], obs_stats=None) -> Batch:
         """:meth:`npppo.sampler.Sampler.collect_episodes`, fused."""
         s, lanes = self.sampler, len(episode_ids)
-        chunk = min(self.time_limit or NOISE_ROWS_MAX, NOISE_ROWS_MAX)
+        # noise for at most episode_step_limit steps at a time: an episode past it comes back for more
+        chunk = min(self.time_limit or NOISE_ROWS_MAX, NOISE_ROWS_MAX, s.episode_step_limit)
         streams = [generator(EPISODE_NOISE, s.run_seed, iteration, episode) for episode in episode_ids]
         lane = self._lanes(lanes)
         for k, episode in enumerate(episode_ids):
@@ -237,6 +239,8 @@ class FusedRollout:
             if answer == DONE:
                 return store.batch(counters)
             if answer == NEED_NOISE:
+                if lane_steps[k] < 0 and lane["lengths"][k] >= s.episode_step_limit:
+                    raise episode_too_long(env_name(s.envs[k % len(s.envs)]), s.episode_step_limit)
                 noise[k] = streams[k].standard_normal(noise.shape[1:])
                 lane["noise_used"][k] = 0
             elif answer == NEED_RESET:

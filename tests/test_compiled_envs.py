@@ -125,8 +125,9 @@ class ReferenceLine:
     def reset(self, seed):
         rng = np.random.default_rng(seed)  # Gymnasium's np_random for this seed
         arrival_rng, m1_rng, m2_rng, cap_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, size=4))
-        self.gaps = conwip_line._draw_covering(arrival_rng, conwip_line._gaps, conwip_line.HORIZON)
-        self.arrivals = np.cumsum(self.gaps)
+        gaps = conwip_line._draw_covering(arrival_rng, conwip_line._gaps, conwip_line.HORIZON)
+        self.gaps = np.concatenate(([np.nan], gaps))  # the first order at t = 0, with no gap before it
+        self.arrivals = np.concatenate(([0.0], np.cumsum(gaps)))
         span = conwip_line.HORIZON + conwip_line.SERVICE_MAX
         self.m1 = conwip_line._draw_covering(m1_rng, conwip_line._service, span)
         self.m2 = conwip_line._draw_covering(m2_rng, conwip_line._service, span)

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import npppo  # noqa: F401  (registers npppo/ConwipLine-v0)
-from npppo.envs.conwip_line import DECISIONS, ConwipLineEnv
+from npppo.envs.conwip_line import ARRIVALS, CAPACITY, DECISIONS, GAPS, RELEASES, ConwipLineEnv
 
 
 def run_episode(env: gym.Env, seed: int, caps) -> list[tuple]:
@@ -171,8 +171,11 @@ def test_the_first_order_arrives_and_is_released_at_t_0_and_the_kth_after_k_gaps
     g0 + g1, ...; with the first warm-up cap (>= 1) the first order enters the line at once."""
     env = ConwipLineEnv()
     env.reset(seed=seed)
-    assert env._line.release_times[0] == 0.0
-    gaps = env._gaps_before[1:]
-    np.testing.assert_array_equal(env._arrival_times, np.concatenate(([0.0], np.cumsum(gaps))))
-    # the arrivals by t = 120 are the orders whose arrival time is at most 120, the first included
-    assert env.line_state()["arrived"] == int(np.sum(env._arrival_times <= 120.0))
+    state = env.state  # the compiled state: drawn numbers and release times at fixed offsets
+    assert state[RELEASES] == 0.0
+    gaps_before = state[GAPS : GAPS + CAPACITY]
+    arrivals = state[ARRIVALS : ARRIVALS + CAPACITY]
+    drawn = int(np.flatnonzero(arrivals)[-1]) + 1  # the slots after the last drawn arrival stay 0
+    assert np.isnan(gaps_before[0])
+    np.testing.assert_array_equal(arrivals[:drawn], np.concatenate(([0.0], np.cumsum(gaps_before[1:drawn]))))
+    assert env.line_state()["arrived"] == int(np.sum(arrivals[:drawn] <= 120.0))

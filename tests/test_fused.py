@@ -22,7 +22,8 @@ from npppo.fused import FusedRollout
 from npppo.inference import mlp_forward
 from npppo.jit import njit
 from npppo.policy import GaussianPolicy
-from npppo.sampler import NOISE, Sampler, episode_seed
+from npppo.sampler import Sampler
+from npppo.streams import EPISODE_NOISE, EPISODE_RESET, generator, reset_seed
 
 
 @njit
@@ -146,8 +147,8 @@ def test_every_row_against_a_numpy_reference_on_gymnasiums_pendulum():
     starts = np.concatenate([[0], batch.end_steps[:-1] + 1])
     for k, (start, end) in enumerate(zip(starts, batch.end_steps + 1, strict=True)):
         env = gym.make("Pendulum-v1")
-        obs, _ = env.reset(seed=episode_seed(5, 3, k))
-        noise = np.random.default_rng([5, 3, k, NOISE]).standard_normal((end - start, 1))
+        obs, _ = env.reset(seed=reset_seed(EPISODE_RESET, 5, 3, k))
+        noise = generator(EPISODE_NOISE, 5, 3, k).standard_normal((end - start, 1))
         total = 0.0
         for t in range(start, end):
             np.testing.assert_allclose(batch.obs[t], obs, atol=1e-5)
