@@ -6,6 +6,7 @@
     npppo train --seeds 0 1 2 --out runs/three   # runs/three/seed_0, seed_1, seed_2
     npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000 [--video clip.mp4]
     npppo plot runs/three --out pendulum.png
+    npppo tune --preset pendulum --trials 30 --steps 30000 --jobs 2   # an Optuna study (npppo[tune])
     npppo bench
 
 A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``progress.csv`` (one
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  npppo train\n  npppo eval runs/<run>\n  npppo plot runs/<run> runs/<other run>\n"
                "  npppo train --help     (and likewise for eval, plot, bench)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,bench}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,tune,bench}")
     commands.required = True
 
     train = commands.add_parser(
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, metavar="PNG",
                       help="image file (default: DIR/returns.png for one run, returns.png for several)")
 
+    from npppo.tune import add_parser as add_tune_parser
+
+    add_tune_parser(commands, formatter)
     commands.add_parser(
         "bench", formatter_class=formatter, add_help=False, help="performance figures (npppo bench --help)",
         description="Forwards its arguments to npppo.bench.", epilog="example:\n  npppo bench",
@@ -564,6 +568,12 @@ def bench_command(argv: list[str]) -> int:
     return int(status or 0)
 
 
+def tune_command(args: argparse.Namespace) -> int:
+    from npppo.tune import tune_command as run_study
+
+    return run_study(args)
+
+
 # ---------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """The console script: returns the exit status (0 ok, 1 an npppo error, 2 bad usage, 130 Ctrl-C)."""
@@ -574,7 +584,8 @@ def main(argv: list[str] | None = None) -> int:
             if argv[:1] == ["bench"]:
                 return bench_command(argv[1:])
             args = build_parser().parse_args(argv)
-            command = {"train": train_command, "eval": eval_command, "plot": plot_command}[args.command]
+            command = {"train": train_command, "eval": eval_command, "plot": plot_command, "tune": tune_command}[
+                args.command]
             return command(args)
         except NpppoError as exc:
             print(f"npppo: error: {exc}", file=sys.stderr)

@@ -62,6 +62,9 @@ class PPOConfig:
     ent_coef_end: float = 0.0  # entropy coefficient at the end of the run
     target_kl: float | None = None  # stop the actor epochs once approx KL exceeds this (SB3: target_kl)
     value_clip: float | None = None  # clip V around V_old by this much in the critic loss (SB3: clip_range_vf)
+    recompute_advantages: bool = False  # before each epoch after the first, recompute V, the critic targets and
+    #   the advantages with the critic as it is then; the actor and critic epochs then alternate, serially
+    #   (Tianshou: recompute_advantage)
     # --- networks
     trunk_sizes: list[int] = field(default_factory=lambda: [64, 64])  # the actor's hidden layers (SB3: net_arch pi)
     head_sizes: list[int] = field(default_factory=list)  # hidden layers of each head (mu, sigma) after the trunk
@@ -169,6 +172,7 @@ class PPOConfig:
         number("ent_coef_end", 0.0, inf, False, True)
         number("target_kl", 0.0, inf, True, True, optional=True)
         number("value_clip", 0.0, inf, True, True, optional=True)
+        boolean("recompute_advantages")
         sizes("trunk_sizes", allow_empty=False)
         sizes("head_sizes", allow_empty=True)
         sizes("critic_sizes", allow_empty=False)
