@@ -494,10 +494,10 @@ def add_parser(commands, formatter) -> None:
 
     tune = commands.add_parser(
         "tune", formatter_class=formatter, help="a hyperparameter study on Optuna (pip install 'npppo[tune]')",
-        description="Run (or resume) an Optuna study: a seeded TPE sampler, a median pruner fed by periodic "
-                    "deterministic evaluations, trials in parallel processes, the study in an RDB storage (SQLite); "
-                    "writes OUT/best_config.json (for npppo train --config), OUT/trials.csv and OUT/history.png. "
-                    "Ctrl-C stops every trial: the same command resumes. Reproducible with --jobs 1 only.",
+        description="Run (or resume) an Optuna study: a seeded TPE sampler, a median pruner fed by periodic\n"
+                    "deterministic evaluations, trials in parallel processes, the study in an RDB storage (SQLite).\n"
+                    "Writes OUT/best_config.json (for npppo train --config), OUT/trials.csv and OUT/history.png.\n"
+                    "Ctrl-C stops every trial; the same command resumes. Reproducible with --jobs 1 only.",
         epilog="examples:\n"
                "  npppo tune --preset pendulum --trials 30 --steps 30000 --jobs 2\n"
                "  npppo tune --preset mujoco --env HalfCheetah-v5 --trials 100 --steps 300000 \\\n"

@@ -14,7 +14,7 @@ import uuid
 
 import optuna
 import pytest
-from test_workers import processes_tagged
+from test_workers import HERE, processes_tagged
 
 from npppo import presets
 from npppo.cli import main
@@ -227,3 +227,22 @@ def test_a_trial_whose_training_diverges_is_pruned_and_the_study_goes_on(tmp_pat
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
     assert trials[0].user_attrs["stopped"].startswith("TrainingError: iteration 0: the actor loss (nan)")
     assert "trial 1: diverged (iteration 0" in capsys.readouterr().out
+
+
+def test_a_trial_that_raises_ends_the_study_with_its_error_and_every_process(tmp_path):
+    from npppo.backends import usable_cores
+
+    tag = uuid.uuid4().hex
+    jobs = str(min(2, usable_cores()))
+    command = [sys.executable, "-c", "import sys; from npppo.cli import main; sys.exit(main(sys.argv[1:]))",
+               *study_args(tmp_path, "--env", "envs_for_tests:FailingPendulum-v0", "--trials", "4", "--jobs", jobs)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=HERE,
+                          env={**os.environ, "NPPPO_TEST_TAG": tag, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 1, done.stderr
+    assert "npppo: error: trial " in done.stderr and "RuntimeError: the simulator fell over" in done.stderr
+    states = [t.state.name for t in load(tmp_path).trials]
+    assert "RUNNING" not in states and states.count("FAIL") == int(jobs)  # the failed one, and any stopped with it
+    gone = time.monotonic() + 10
+    while processes_tagged(tag) and time.monotonic() < gone:
+        time.sleep(0.05)
+    assert processes_tagged(tag) == []
