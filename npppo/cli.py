@@ -7,6 +7,7 @@
     npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000 [--video clip.mp4]
     npppo plot runs/three --out pendulum.png
     npppo export runs/Pendulum-v1-pendulum-0-20250101-120000 --format c --out policy_c   # or --format onnx
+    npppo tune --preset pendulum --trials 30 --steps 30000 --jobs 2   # an Optuna study (npppo[tune])
     npppo bench
 
 A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``run.json`` (how the
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     from npppo import __version__
 
     parser.add_argument("--version", action="version", version=f"npppo {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,export,presets,bench}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,export,presets,tune,bench}")
     commands.required = True
 
     train = commands.add_parser(
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The presets that --preset takes: each one's environment, step count and what it is for.",
         epilog="example:\n  npppo presets\n  npppo train --preset lunarlander")
 
+    from npppo.tune import add_parser as add_tune_parser
+
+    add_tune_parser(commands, formatter)
     commands.add_parser(
         "bench", formatter_class=formatter, add_help=False, help="performance figures (npppo bench --help)",
         description="Forwards its arguments to npppo.bench.", epilog="example:\n  npppo bench",
@@ -790,6 +794,12 @@ def export_command(args: argparse.Namespace) -> int:
     return export.command(args)
 
 
+def tune_command(args: argparse.Namespace) -> int:
+    from npppo.tune import tune_command as run_study
+
+    return run_study(args)
+
+
 # ---------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """The console script: returns the exit status (0 ok, 1 an npppo error, 2 bad usage, 130 Ctrl-C,
@@ -814,7 +824,8 @@ def _run_command(argv: list[str]) -> int:
                 return bench_command(argv[1:])
             args = build_parser().parse_args(argv)
             command = {"train": train_command, "eval": eval_command, "plot": plot_command,
-                       "export": export_command, "presets": presets_command}[args.command]
+                       "export": export_command, "presets": presets_command,
+                       "tune": tune_command}[args.command]
             with sigterm_as_interrupt():
                 return command(args)
         except NpppoError as exc:

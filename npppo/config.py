@@ -66,6 +66,9 @@ class PPOConfig:
     value_clip: float | None = None  # critic loss max((V − G)², (V_clip − G)²), V_clip = V_old + clip(V − V_old,
     #   ±value_clip): the form of CleanRL's clip_vloss and OpenAI baselines (SB3's clip_range_vf differs:
     #   it uses the clipped prediction alone)
+    recompute_advantages: bool = False  # before each epoch after the first, recompute V, the critic targets and
+    #   the advantages with the critic as it is then; the actor and critic epochs then alternate, serially
+    #   (Tianshou: recompute_advantage)
     # --- networks
     trunk_sizes: list[int] = field(default_factory=lambda: [64, 64])  # the actor's hidden layers (SB3: net_arch pi)
     head_sizes: list[int] = field(default_factory=list)  # hidden layers of each head (mu, sigma) after the trunk
@@ -173,6 +176,7 @@ class PPOConfig:
         number("ent_coef_end", 0.0, inf, False, True)
         number("target_kl", 0.0, inf, True, True, optional=True)
         number("value_clip", 0.0, inf, True, True, optional=True)
+        boolean("recompute_advantages")
         sizes("trunk_sizes", allow_empty=False)
         sizes("head_sizes", allow_empty=True)
         sizes("critic_sizes", allow_empty=False)

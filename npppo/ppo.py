@@ -396,48 +396,46 @@ class PPO:
         # long batch's gradients in fixed blocks of rows, losses.row_blocks, on two); smaller steps,
         # whose cost is Python's rather than BLAS's, with the critic's passes in a local rollout
         # worker's process (its parameters and optimizer state sent there and back). The same results.
+        # With recompute_advantages the actor's epoch e needs the critic after e critic epochs, so the two
+        # alternate in this process (_alternating_epochs): neither side by side option applies, only the
+        # row blocks of long steps still share the two threads.
         actor_rng = streams.generator(streams.ACTOR_SHUFFLE, self.seed, self.iteration)
         rows_per_step = batch.steps if cfg.batch_size is None else min(cfg.batch_size, batch.steps)
         parallel = self.workers > 1 and rows_per_step >= THREADED_UPDATE_MIN_ROWS
-        offload = self.workers > 1 and not parallel and hasattr(self._backend, "start_critic")
+        alternate = cfg.recompute_advantages
+        offload = self.workers > 1 and not parallel and not alternate and hasattr(self._backend, "start_critic")
         critic_args = (obs, targets, old_values, lr_scale, self.seed, self.iteration)
         try:
-            with ThreadPoolExecutor(1) if parallel else nullcontext() as pool, \
+            with ThreadPoolExecutor(1) if parallel and not alternate else nullcontext() as pool, \
                     ThreadPoolExecutor(2) if parallel else nullcontext() as blocks_pool:
                 map_blocks = blocks_pool.map if parallel else map  # both networks' row blocks share the two threads
                 critic_twins = self._twins_of("critic", batch.steps)
                 critic_result = (pool.submit(critic_passes, critic_twins, self.optimizers["critic"], cfg, *critic_args,
-                                             map_blocks) if parallel else None)
+                                             map_blocks) if pool is not None else None)
                 if offload:
                     self._backend.start_critic((self.critic.params, self.optimizers["critic"].state(), *critic_args))
                 policies = self._twins_of("policy", batch.steps)
-                actor_optimizers = {g: self.optimizers[g] for g in ("mu", "sigma")}
-                # target_kl as in SB3: a minibatch whose approx KL, measured before its step, exceeds
-                # 1.5 target_kl takes no step and ends the actor's epochs (docs/math.md)
-                kl_limit = math.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
-                actor_epoch, actor_norms = [], []
-                for _ in range(cfg.actor_epochs):
-                    actor_epoch = []
-                    for idx in minibatches(batch.steps, cfg.batch_size, actor_rng):
-                        info = actor_loss_blocks(policies, _take(obs, idx), _take(actions, idx),
-                                                 _take(old_log_prob, idx), _take(advantages, idx), cfg.clip_eps,
-                                                 ent_coef, map_blocks, self._squash_bounds)
-                        actor_epoch.append(info)
-                        if info.approx_kl > kl_limit:
-                            break
-                        actor_norms.append(optimizer_step(actor_optimizers, self.policy, info.loss, lr_scale,
-                                                          self.iteration))
-                    if actor_epoch[-1].approx_kl > kl_limit:
-                        break
-                if offload:
-                    params, state, critic_epoch, critic_norms = self._backend.finish_critic()
-                    self.critic.set_params(params)
-                    self.optimizers["critic"].load_state(state)
-                elif critic_result is not None:
-                    critic_epoch, critic_norms = critic_result.result()
+                actor_data = (obs, actions, old_log_prob, advantages)
+                actor_norms = []
+                if alternate:
+                    actor_epoch, critic_epoch, critic_norms = self._alternating_epochs(
+                        batch, rewards, policies, critic_twins, actor_data, targets, old_values, ent_coef, lr_scale,
+                        actor_rng, map_blocks, actor_norms)
                 else:
-                    critic_epoch, critic_norms = critic_passes(critic_twins, self.optimizers["critic"], cfg,
-                                                               *critic_args)
+                    for _ in range(cfg.actor_epochs):
+                        actor_epoch, stopped = self._actor_epoch(policies, actor_data, ent_coef, lr_scale, actor_rng,
+                                                                 map_blocks, actor_norms)
+                        if stopped:
+                            break
+                    if offload:
+                        params, state, critic_epoch, critic_norms = self._backend.finish_critic()
+                        self.critic.set_params(params)
+                        self.optimizers["critic"].load_state(state)
+                    elif critic_result is not None:
+                        critic_epoch, critic_norms = critic_result.result()
+                    else:
+                        critic_epoch, critic_norms = critic_passes(critic_twins, self.optimizers["critic"], cfg,
+                                                                   *critic_args)
         except BaseException:
             if offload:
                 self.close()  # a critic job may still be running: workers start afresh at the next collect
@@ -482,6 +480,50 @@ class PPO:
         }
         self.history.append(metrics)
         return metrics
+
+    def _actor_epoch(self, policies: list[GaussianPolicy], data: tuple, ent_coef: float, lr_scale: float,
+                     rng: np.random.Generator, map_blocks, norms: list) -> tuple[list, bool]:
+        """One pass of the clipped surrogate over the batch ``data`` = (obs, actions, old_log_prob,
+        advantages), minibatches shuffled by ``rng``; appends each step's gradient norms to ``norms``.
+        target_kl as in SB3: a minibatch whose approx KL, measured before its step, exceeds 1.5 target_kl
+        takes no step and ends the actor's epochs (docs/math.md). Returns (the minibatches' loss infos,
+        whether target_kl stopped the epoch)."""
+        cfg, (obs, actions, old_log_prob, advantages) = self.config, data
+        kl_limit = math.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
+        optimizers = {g: self.optimizers[g] for g in ("mu", "sigma")}
+        epoch = []
+        for idx in minibatches(obs.shape[0], cfg.batch_size, rng):
+            info = actor_loss_blocks(policies, _take(obs, idx), _take(actions, idx), _take(old_log_prob, idx),
+                                     _take(advantages, idx), cfg.clip_eps, ent_coef, map_blocks, self._squash_bounds)
+            epoch.append(info)
+            if info.approx_kl > kl_limit:
+                return epoch, True
+            norms.append(optimizer_step(optimizers, self.policy, info.loss, lr_scale, self.iteration))
+        return epoch, False
+
+    def _alternating_epochs(self, batch: Batch, rewards: np.ndarray, policies: list, critics: list, actor_data: tuple,
+                            targets: np.ndarray, old_values: np.ndarray, ent_coef: float, lr_scale: float,
+                            actor_rng: np.random.Generator, map_blocks, actor_norms: list) -> tuple:
+        """Steps 4-5 with ``recompute_advantages``: for e = 0 .. max(k1, k2) - 1, V(s_t), the targets G_t and
+        the advantages Â_t are recomputed with the critic after e critic epochs (at e = 0 they are V_φold's,
+        given), then one actor epoch (while e < k1 and target_kl has not stopped it) and one critic epoch
+        (while e < k2) on them; the critic's value clip is around the recomputed V. The same shuffle streams
+        as the ordinary update. Returns (last actor epoch's infos, last critic epoch's losses, critic norms)."""
+        cfg = self.config
+        obs, actions, old_log_prob, advantages = actor_data
+        critic_rng = streams.generator(streams.CRITIC_SHUFFLE, self.seed, self.iteration)
+        actor_epoch, critic_epoch, critic_norms, actor_done = [], [], [], False
+        for e in range(max(cfg.actor_epochs, cfg.critic_epochs)):
+            if e > 0:
+                values, returns, advantages = self.targets_and_advantages(batch, obs, rewards)
+                advantages, targets, old_values = (x.astype(self.dtype) for x in (advantages, returns, values))
+            if e < cfg.actor_epochs and not actor_done:
+                actor_epoch, actor_done = self._actor_epoch(policies, (obs, actions, old_log_prob, advantages),
+                                                            ent_coef, lr_scale, actor_rng, map_blocks, actor_norms)
+            if e < cfg.critic_epochs:
+                critic_epoch = critic_epoch_steps(critics, self.optimizers["critic"], cfg, obs, targets, old_values,
+                                                  lr_scale, self.iteration, critic_rng, map_blocks, critic_norms)
+        return actor_epoch, critic_epoch, critic_norms
 
     def targets_and_advantages(self, batch: Batch, obs: np.ndarray, rewards: np.ndarray | None = None
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -572,13 +614,23 @@ def critic_passes(critics: list[Critic], optimizer: Optimizer, config: PPOConfig
     rng = streams.generator(streams.CRITIC_SHUFFLE, seed, iteration)
     epoch, norms = [], []
     for _ in range(config.critic_epochs):
-        epoch = []
-        for idx in minibatches(obs.shape[0], config.batch_size, rng):
-            loss = critic_loss_blocks(critics, _take(obs, idx), _take(targets, idx), _take(old_values, idx),
-                                      config.value_clip, map_blocks)
-            norms.append(optimizer_step({"critic": optimizer}, critics[0], loss, lr_scale, iteration))
-            epoch.append(loss)
+        epoch = critic_epoch_steps(critics, optimizer, config, obs, targets, old_values, lr_scale, iteration, rng,
+                                   map_blocks, norms)
     return epoch, norms
+
+
+def critic_epoch_steps(critics: list[Critic], optimizer: Optimizer, config: PPOConfig, obs: np.ndarray,
+                       targets: np.ndarray, old_values: np.ndarray, lr_scale: float, iteration: int,
+                       rng: np.random.Generator, map_blocks, norms: list) -> list[float]:
+    """One pass of the critic's squared error over the batch (obs (T, obs_dim), targets and old_values
+    (T,)), minibatches shuffled by ``rng``; appends each step's gradient norm to ``norms``, returns the losses."""
+    epoch = []
+    for idx in minibatches(obs.shape[0], config.batch_size, rng):
+        loss = critic_loss_blocks(critics, _take(obs, idx), _take(targets, idx), _take(old_values, idx),
+                                  config.value_clip, map_blocks)
+        norms.append(optimizer_step({"critic": optimizer}, critics[0], loss, lr_scale, iteration))
+        epoch.append(loss)
+    return epoch
 
 
 def make_optimizer(config: PPOConfig, start: int, stop: int, lr: float, dtype) -> Optimizer:

@@ -135,6 +135,7 @@ RANGES = {
     "sigma_min": ([-1e-9], [1e-12]),
     "normalize_obs": ([1, "yes"], [True, False]),
     "normalize_advantages": ([0, None], [True, False]),
+    "recompute_advantages": ([0, "no"], [True, False]),
     "head_sizes": ([[0], [4, 2.0], None], [[], [3]]),
     "trunk_sizes": ([[], [True]], [[1]]),
     "advantage": (["td"], ["gae", "n_step"]),
