@@ -225,8 +225,8 @@ def test_a_trial_whose_training_diverges_is_pruned_and_the_study_goes_on(tmp_pat
     assert main(args) == 0
     trials = load(tmp_path).trials
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
-    assert trials[0].user_attrs["stopped"].startswith("TrainingError: iteration 0: the actor loss (nan)")
-    assert "trial 1: diverged (iteration 0" in capsys.readouterr().out
+    assert trials[0].user_attrs["stopped"].startswith("TrainingError: iteration 1: the actor loss (nan)")
+    assert "trial 1: diverged (iteration 1" in capsys.readouterr().out
 
 
 def test_a_trial_that_raises_ends_the_study_with_its_error_and_every_process(tmp_path):
