@@ -30,6 +30,7 @@ SIGMA_MODES = ("relu", "softplus", "state_independent")
 INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
 OPTIMIZERS = ("sgd", "adam")
 ACTION_SQUASHES = ("clip", "tanh")
+FUSED_UPDATES = ("auto", "off")
 PRESET_KEYS = ("description", "env", "steps", "env_kwargs", "config")
 
 
@@ -62,6 +63,8 @@ class PPOConfig:
     ent_coef_end: float = 0.0  # entropy coefficient at the end of the run
     target_kl: float | None = None  # stop the actor epochs once approx KL exceeds this (SB3: target_kl)
     value_clip: float | None = None  # clip V around V_old by this much in the critic loss (SB3: clip_range_vf)
+    fused_update: str = "auto"  # "auto": each network's minibatch steps in one compiled call when covered
+    #   (npppo.fused_update: needs SciPy, not target_kl, steps of at most 4,096 rows); "off": one Python step each
     # --- networks
     trunk_sizes: list[int] = field(default_factory=lambda: [64, 64])  # the actor's hidden layers (SB3: net_arch pi)
     head_sizes: list[int] = field(default_factory=list)  # hidden layers of each head (mu, sigma) after the trunk
@@ -169,6 +172,7 @@ class PPOConfig:
         number("ent_coef_end", 0.0, inf, False, True)
         number("target_kl", 0.0, inf, True, True, optional=True)
         number("value_clip", 0.0, inf, True, True, optional=True)
+        choice("fused_update", FUSED_UPDATES)
         sizes("trunk_sizes", allow_empty=False)
         sizes("head_sizes", allow_empty=True)
         sizes("critic_sizes", allow_empty=False)
