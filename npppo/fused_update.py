@@ -155,6 +155,13 @@ def _layer_starts(layout, rows):
 
 
 @njit
+def _layer_buffers(params, layout, rows):
+    """Flat buffers (pre-activations, outputs, dL/d pre-activations) for every layer at up to ``rows`` rows."""
+    _, length = _layer_starts(layout, rows)
+    return np.empty(length, params.dtype), np.empty(length, params.dtype), np.empty(length, params.dtype)
+
+
+@njit
 def _groups_step(params, grad, groups, kind, state, lrs, steps, momentum, beta1, beta2, eps, max_norm, norms):
     """Each group's step from its norm (already in ``norms``), as :meth:`npppo.optim.Optimizer.step`:
     the gradient scaled by min(1, max_norm / ||g||), then Adam (state[2g], state[2g+1] = m, v) or
@@ -199,10 +206,7 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
     n_trunk, n_mu, log_std_offset = parts[0], parts[1], parts[2]
     n_layers = layout.shape[0]
     rows_max = min(batch_size, n)
-    _, length = _layer_starts(layout, rows_max)
-    pre = np.empty(length, params.dtype)
-    out = np.empty(length, params.dtype)
-    grad_pre = np.empty(length, params.dtype)
+    pre, out, grad_pre = _layer_buffers(params, layout, rows_max)
     obs_rows = np.empty((rows_max, obs.shape[1]), params.dtype)
     action_rows = np.empty((rows_max, dims), params.dtype)
     old_rows = np.empty(rows_max, params.dtype)
@@ -286,10 +290,7 @@ def critic_epochs(params, grad, layout, alphas, obs, targets, old_values, value_
     :func:`actor_epochs`; targets, old_values (N,); records (steps, 1 + G): loss, group norms."""
     n = obs.shape[0]
     rows_max = min(batch_size, n)
-    _, length = _layer_starts(layout, rows_max)
-    pre = np.empty(length, params.dtype)
-    out = np.empty(length, params.dtype)
-    grad_pre = np.empty(length, params.dtype)
+    pre, out, grad_pre = _layer_buffers(params, layout, rows_max)
     obs_rows = np.empty((rows_max, obs.shape[1]), params.dtype)
     target_rows = np.empty(rows_max, params.dtype)
     old_rows = np.empty(rows_max, params.dtype)
