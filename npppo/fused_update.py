@@ -16,9 +16,9 @@ It reuses the kernels of today's path rather than restating them: the layer tabl
 kernels (:mod:`npppo.nn.activations`), the clipped surrogate's loss and gradient
 (:func:`npppo.losses.clipped_surrogate_grad`), the squared error's (:func:`npppo.losses.squared_error_grad`),
 and the optimizers' steps and norms (:mod:`npppo.optim`). The matrix products are ``np.dot`` inside
-Numba, which calls SciPy's BLAS: SciPy is the optional extra ``fused`` (scripts/fused_blas.py:
-7-12x faster than compiled loops on these shapes, 4-8x faster than a BLAS call per product from
-Python; docs/performance.md). Without SciPy, or with ``fused_update="off"``, the update takes
+Numba, which calls SciPy's BLAS: SciPy is the optional extra ``fused`` (scripts/fused_blas.py, two
+runs on 64-256-row steps: 4-12x faster than compiled loops, 1.5-8x faster than one BLAS call per
+product from Python; docs/performance.md). Without SciPy, or with ``fused_update="off"``, the update takes
 today's path; :func:`fallback_reason` says when and why.
 
 Results equal today's path's to rounding, not bit for bit: sums of one column (a one-output layer's
