@@ -22,6 +22,12 @@ rss_growth_mb           its resident memory after the last iteration minus after
 workers_*               training and rollout env steps/s, and the peak memory summed over all
                         processes (learner, workers and their helpers), with ``--workers N``
                         rollout worker processes (default 2) beside the figures above with one
+rollouts                ``agent.collect()`` alone (env steps/s, a median of batches after one untimed
+                        one), in this process: the ``seed`` and ``pendulum`` presets' batches on
+                        Gymnasium's Pendulum-v1 (the Python rollout) and on ``npppo/Pendulum-v1``
+                        (compiled: the fused rollout, :mod:`npppo.fused`), with 1 and N workers;
+                        keyed ``{preset}_{gymnasium|compiled}_{workers}w``, each pair measured
+                        back to back, with their ratio in ``rollout_speedups``
 import_s                ``from npppo import PPO, presets`` in a fresh process (warm cache)
 first_iteration_s       making the agent and its first iteration, warm Numba cache
 compile_s               the same with an empty Numba cache (a user's very first run)
@@ -212,6 +218,36 @@ def measure_conwip(steps: int, repeats: int) -> tuple[float | None, str | None]:
     return measure_env([env.unwrapped], steps, repeats, limit), None
 
 
+ROLLOUT_PRESETS = ("seed", "pendulum")
+ROLLOUT_ENVS = {"gymnasium": "Pendulum-v1", "compiled": "npppo/Pendulum-v1"}
+
+
+def measure_rollout(env_id: str, preset: str, workers: int | str, repeats: int) -> float:
+    """Env steps per second of ``agent.collect()`` alone: one batch of ``preset`` on ``env_id``."""
+    from npppo import PPO, presets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the seed preset's ReLU-mean warning
+        agent = PPO(env_id, presets.get(preset), seed=0, workers=workers)
+    with agent:
+        steps = agent.collect().steps  # starts the workers, loads the kernels
+        return steps / _median_s(agent.collect, repeats)
+
+
+def measure_rollouts(workers: int | str, repeats: int, log=print) -> tuple[dict[str, float], dict[str, float]]:
+    """(figures, compiled/gymnasium ratios) of :func:`measure_rollout` for every preset, path and
+    worker count (1 and ``workers``), each pair back to back so that their ratio shares the load."""
+    figures, speedups = {}, {}
+    for preset in ROLLOUT_PRESETS:
+        for count in dict.fromkeys([1, workers]):
+            log(f"rollout alone: {preset} preset, {count} worker(s), Gymnasium and compiled Pendulum ...")
+            for path, env_id in ROLLOUT_ENVS.items():
+                figures[f"{preset}_{path}_{count}w"] = measure_rollout(env_id, preset, count, repeats)
+            compiled, gymnasium = (figures[f"{preset}_{path}_{count}w"] for path in ("compiled", "gymnasium"))
+            speedups[f"{preset}_{count}w"] = compiled / gymnasium
+    return figures, speedups
+
+
 # ---------------------------------------------------------------------------------------- a fresh process
 def child(iterations: int, workers: int | str) -> dict[str, Any]:
     """A user's seed run in this fresh process, through the one training driver: the import, the
@@ -310,6 +346,7 @@ def run(quick: bool = False, workers: int | str = 2, log=print) -> dict[str, Any
         parallel = run_child(iterations, workers)
         result.update({f"workers_{key}": value for key, value in _speeds(parallel).items()})
         result["workers_peak_rss_mb"] = parallel["summed_peak_rss_mb"]
+    result["rollouts"], result["rollout_speedups"] = measure_rollouts(workers, 2 if quick else 7, log)
     result["machine"]["load_avg_end"] = os.getloadavg()[0]
     result["bench_s"] = time.perf_counter() - started
     return result
@@ -361,6 +398,11 @@ def format_table(result: dict[str, Any]) -> str:
              f"{result['blas_threads']} BLAS thread(s); {machine['cpu']}, {machine['cores']} cores, "
              f"load {machine['load_avg']:.1f} -> {machine['load_avg_end']:.1f}"]
     lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    for key, speedup in result.get("rollout_speedups", {}).items():
+        preset, count = key.rsplit("_", 1)
+        gymnasium, compiled = (result["rollouts"][f"{preset}_{path}_{count}"] for path in ROLLOUT_ENVS)
+        lines.append(f"  rollout alone, {preset} batch, {count[:-1]} worker(s): Pendulum-v1 {gymnasium:,.0f}, "
+                     f"npppo/Pendulum-v1 (fused) {compiled:,.0f} env steps/s ({speedup:.1f}x)")
     lines.append(f"  (medians of repeats; whole benchmark {result['bench_s']:.0f} s)")
     return "\n".join(lines)
 

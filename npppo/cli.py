@@ -6,19 +6,23 @@
     npppo train --seeds 0 1 2 --out runs/three   # runs/three/seed_0, seed_1, seed_2
     npppo eval runs/Pendulum-v1-pendulum-0-20250101-120000 [--video clip.mp4]
     npppo plot runs/three --out pendulum.png
+    npppo export runs/Pendulum-v1-pendulum-0-20250101-120000 --format c --out policy_c   # or --format onnx
     npppo bench
 
-A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``progress.csv`` (one
-row of metrics per iteration), ``checkpoint.npz`` (the full training state, rewritten atomically
+A run folder holds ``config.json`` (the PPOConfig, loadable with ``--config``), ``run.json`` (how the
+run was started: environment, seed, steps), ``progress.csv`` (one row of metrics per iteration),
+``checkpoint.npz`` (the full training state, rewritten atomically
 every ``--checkpoint-every`` iterations, at the end and on Ctrl-C) and, once finished, ``model.npz``.
 Errors in the input (SPEC §6) print as one line ``npppo: error: ...`` and exit with status 1;
-Ctrl-C exits with status 130 after saving the last completed iteration.
+Ctrl-C exits with status 130 after saving the last completed iteration, SIGTERM (``kill``, a batch
+scheduler) likewise with status 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 import warnings
@@ -26,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from npppo.errors import CheckpointError, ConfigError, NpppoError
+from npppo.interrupts import exit_status, signal_of, sigterm_as_interrupt
+from npppo.run_folder import check_out_folder, read_start_files, remove_unsaved, start_files
 
 DEFAULT_PRESET = "pendulum"
 DEFAULT_STEPS = 100_000
-RUN_FILES = ("checkpoint.npz", "model.npz", "progress.csv", "config.json")
-INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+INTERRUPTED = exit_status(signal.SIGINT)  # 130: the shell's status for a process ended by SIGINT
+TERMINATED = exit_status(signal.SIGTERM)  # 143
 
 
 # ---------------------------------------------------------------------------------------- parsing
@@ -63,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  npppo train\n  npppo eval runs/<run>\n  npppo plot runs/<run> runs/<other run>\n"
                "  npppo train --help     (and likewise for eval, plot, bench)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,bench}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,plot,export,bench}")
     commands.required = True
 
     train = commands.add_parser(
@@ -79,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  npppo train --resume runs/quick               # continue an interrupted run exactly\n"
                "  npppo train --resume runs/quick --steps 200000  # ... or extend a finished one\n"
                "  npppo train --seeds 0 1 2 --out runs/three     # runs/three/seed_0, ...; npppo plot runs/three\n\n"
-               "Ctrl-C saves a checkpoint of the last completed iteration; --resume continues from it.",
+               "Ctrl-C (or SIGTERM) saves a checkpoint of the last completed iteration; --resume continues "
+               "from it.",
     )
     train.add_argument("--env", metavar="ID", help="Gymnasium id (default: the preset's environment)")
     source = train.add_mutually_exclusive_group()
@@ -116,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ray-address", metavar="ADDR",
                        help="join this Ray cluster (as ray.init(address=...); 'auto' finds a local one); "
                             "default: start a local Ray")
+    train.add_argument("--ray-connect-timeout", type=_seconds, metavar="S",
+                       help="with --ray-address: give up after S seconds without reaching the cluster (default: 30)")
     train.add_argument("--max-worker-failures", type=_count, default=3, metavar="N",
                        help="stop the run after a worker fails N times in a row (default: 3)")
     train.add_argument("--eval-every", type=_count, metavar="N",
@@ -166,11 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, metavar="PNG",
                       help="image file (default: DIR/returns.png for one run, returns.png for several)")
 
+    from npppo import export
+
+    export.add_command(commands, formatter)
     commands.add_parser(
         "bench", formatter_class=formatter, add_help=False, help="performance figures (npppo bench --help)",
         description="Forwards its arguments to npppo.bench.", epilog="example:\n  npppo bench",
     )
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _workers(text: str) -> int | str:
@@ -195,11 +217,6 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------- train
-def holds_run(folder: Path) -> list[str]:
-    """The run files already in ``folder``."""
-    return [name for name in RUN_FILES if (folder / name).exists()]
-
-
 def train_command(args: argparse.Namespace) -> int:
     from npppo.threads import requested_threads, set_num_threads
 
@@ -214,11 +231,13 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> int:
+    from npppo.backends import RAY_CONNECT_TIMEOUT_S
     from npppo.jit import cache_root
     from npppo.train import RunOptions, train
 
-    agent.set_workers(args.workers, args.backend, args.max_worker_failures, args.ray_address)
-    resumed = args.resume is not None
+    agent.set_workers(args.workers, args.backend, args.max_worker_failures, args.ray_address,
+                      args.ray_connect_timeout or RAY_CONNECT_TIMEOUT_S)
+    resumed = args.resume is not None and (out / "checkpoint.npz").exists()  # else restarted: _restart
     total = run["total_steps"]
     if agent.num_timesteps >= total:
         raise NpppoError(f"the run in {out} already has {agent.num_timesteps:,} env steps, at or past its target of "
@@ -230,30 +249,31 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
     if not cache_root().exists():
         print("npppo: compiling kernels (first run only: about 10 s before the first iteration)")
+    if args.tensorboard is not None:
+        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
     made_folder = not out.exists()
     if not resumed:
         out.mkdir(parents=True, exist_ok=True)
-        agent.config.to_json(out / "config.json")
-    if args.tensorboard is not None:
-        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
-    options = RunOptions(total, args.checkpoint_every if not resumed else run.get("checkpoint_every", 10),
+        start_files(out, agent, run)
+    options = RunOptions(total, args.checkpoint_every if args.resume is None else run.get("checkpoint_every", 10),
                          run.get("eval_every"), run.get("eval_episodes", 10), run=run,
                          tensorboard=run.get("tensorboard"))
     try:
         result = train(agent, out, options, resumed=resumed)
     except NpppoError:
-        if not resumed and not (out / "checkpoint.npz").exists():
-            _remove([out / "config.json", out / "progress.csv"], out if made_folder else None)
+        if made_folder and not (out / "checkpoint.npz").exists():
+            remove_unsaved(out)
         raise
     if result.interrupted:
+        stopped = _interrupted(result.signum)
         if result.saved_iteration is None:
-            if not resumed:
-                _remove([out / "config.json", out / "progress.csv"], out if made_folder else None)
-            print("npppo: interrupted before the first iteration completed; nothing saved", file=sys.stderr)
+            if made_folder:
+                remove_unsaved(out)
+            print(f"npppo: {stopped} before the first iteration completed; nothing saved", file=sys.stderr)
         else:
-            print(f"npppo: interrupted; saved iteration {result.saved_iteration} to {out / 'checkpoint.npz'}; "
+            print(f"npppo: {stopped}; saved iteration {result.saved_iteration} to {out / 'checkpoint.npz'}; "
                   f"resume with: npppo train --resume {out}", file=sys.stderr)
-        return INTERRUPTED
+        return exit_status(result.signum)
     print(f"evaluation: return {result.eval_mean:.1f} ± {result.eval_std:.1f} over {options.eval_episodes} "
           f"episodes (deterministic policy, {run['env']})")
     print(f"saved: {out / 'model.npz'} (the policy), {out / 'checkpoint.npz'}, {out / 'progress.csv'}, "
@@ -276,10 +296,7 @@ def seeds_command(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{env.replace('/', '_').replace(':', '_')}-{preset_name}-seeds-{stamp}"
     for seed in seeds:
-        existing = holds_run(out / f"seed_{seed}")
-        if existing:
-            raise NpppoError(f"{out / f'seed_{seed}'} already holds a run ({', '.join(existing)}): continue it with "
-                             f"`npppo train --resume {out / f'seed_{seed}'}`, or choose another --out")
+        check_out_folder(out / f"seed_{seed}", announce=False)  # each run says it when it starts
     jobs = [argparse.Namespace(**{**vars(args), "seeds": None, "parallel": None, "seed": seed,
                                   "out": out / f"seed_{seed}", "workers": workers,
                                   "tensorboard": args.tensorboard / f"seed_{seed}" if args.tensorboard else None})
@@ -317,10 +334,9 @@ def seed_plan(runs: int, workers: int | str, parallel: int | None, cores: int) -
 
 def _train_side_by_side(jobs: list[argparse.Namespace], parallel: int) -> int:
     """Run the jobs ``parallel`` at a time, each in a process of its own writing OUT/seed_S/train.log;
-    a line per finished seed. Ctrl-C is passed on to every run (each saves its checkpoint)."""
+    a line per finished seed. Ctrl-C or SIGTERM is passed on to every run (each saves its checkpoint)."""
     import multiprocessing
     import os
-    import signal
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
     waiting, running, statuses = list(jobs), {}, []
@@ -337,16 +353,18 @@ def _train_side_by_side(jobs: list[argparse.Namespace], parallel: int) -> int:
                 statuses.append(process.exitcode)
                 print(f"seed {job.seed}: {_last_line(job.out / 'train.log', process.exitcode)}", flush=True)
             time.sleep(0.05)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        signum = signal_of(interrupt)
         for process in running:
             if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)  # each run saves its last completed iteration
+                os.kill(process.pid, signum)  # each run saves its last completed iteration
         for process, job in running.items():
             process.join()
             print(f"seed {job.seed}: {_last_line(job.out / 'train.log', process.exitcode)}", file=sys.stderr)
-        return INTERRUPTED
-    if any(status == INTERRUPTED for status in statuses):
-        return INTERRUPTED
+        return exit_status(signum)
+    for status in (INTERRUPTED, TERMINATED):
+        if status in statuses:
+            return status
     return 0 if all(status == 0 for status in statuses) else 1
 
 
@@ -355,14 +373,20 @@ def _seed_process(args: argparse.Namespace) -> None:
     with open(args.out / "train.log", "w", buffering=1) as log:
         sys.stdout = sys.stderr = log
         try:
-            status = train_command(args)
+            with sigterm_as_interrupt():  # this process's entry point: SIGTERM from the batch saves too
+                status = train_command(args)
         except NpppoError as exc:
             print(f"npppo: error: {exc}")
             status = 1
-        except KeyboardInterrupt:
-            print("npppo: interrupted")
-            status = INTERRUPTED
+        except KeyboardInterrupt as interrupt:
+            print(f"npppo: {_interrupted(signal_of(interrupt))}")
+            status = exit_status(signal_of(interrupt))
     sys.exit(status)
+
+
+def _interrupted(signum: int | None) -> str:
+    """How a stopped run is named in its last line (the batch of seeds looks for "npppo: interrupted")."""
+    return "interrupted by SIGTERM" if signum == signal.SIGTERM else "interrupted"
 
 
 def _last_line(log: Path, status: int | None) -> str:
@@ -406,12 +430,7 @@ def _fresh(args: argparse.Namespace):
     seed = args.seed if args.seed is not None else 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{env.replace('/', '_').replace(':', '_')}-{preset_name}-{seed}-{stamp}"
-    existing = holds_run(out)
-    if existing:
-        raise NpppoError(
-            f"--out {out} already holds a run ({', '.join(existing)}): continue it with "
-            f"`npppo train --resume {out}`, or choose another --out"
-        )
+    check_out_folder(out)
     env_kwargs = args.env_kwargs if args.env_kwargs is not None else facts.get("env_kwargs", {})
     run = {"env": env, "preset": described, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
            "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every,
@@ -431,7 +450,7 @@ def _resume(args: argparse.Namespace):
     out = args.resume
     checkpoint = out / "checkpoint.npz"
     if not checkpoint.exists():
-        raise CheckpointError(f"{out} holds no checkpoint.npz to resume from")
+        return _restart(args)
     _, meta = read_checkpoint(checkpoint)
     run = dict(meta.get("run") or {})
     run.update(env=args.env or run.get("env") or meta.get("env_id"), preset=run.get("preset", "?"))
@@ -447,15 +466,19 @@ def _resume(args: argparse.Namespace):
     return agent, out, run
 
 
-def _remove(paths: list[Path], folder: Path | None) -> None:
-    """Remove what a run that saved nothing created (and ``folder`` if now empty), so it can start again."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-    if folder is not None:
-        try:
-            folder.rmdir()
-        except OSError:
-            pass  # not empty: leave it
+def _restart(args: argparse.Namespace):
+    """``--resume DIR`` of a run that ended before its first checkpoint: the same run from its start,
+    from DIR/config.json and DIR/run.json."""
+    from npppo.ppo import PPO
+
+    out = args.resume
+    config, run, facts = read_start_files(out)
+    run["env"] = args.env or run["env"]
+    run["total_steps"] = int(args.steps or run["total_steps"])
+    print(f"npppo: {out} holds no checkpoint (the run ended before its first one): starting it afresh from its "
+          "config.json and run.json")
+    spec = env_spec(run["env"], facts.get("env_kwargs"), facts.get("max_episode_steps"))
+    return PPO(spec, config, seed=int(facts["seed"])), out, run
 
 
 # ---------------------------------------------------------------------------------------- eval, plot, bench
@@ -564,9 +587,16 @@ def bench_command(argv: list[str]) -> int:
     return int(status or 0)
 
 
+def export_command(args: argparse.Namespace) -> int:
+    from npppo import export
+
+    return export.command(args)
+
+
 # ---------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    """The console script: returns the exit status (0 ok, 1 an npppo error, 2 bad usage, 130 Ctrl-C)."""
+    """The console script: returns the exit status (0 ok, 1 an npppo error, 2 bad usage, 130 Ctrl-C,
+    143 SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -574,17 +604,19 @@ def main(argv: list[str] | None = None) -> int:
             if argv[:1] == ["bench"]:
                 return bench_command(argv[1:])
             args = build_parser().parse_args(argv)
-            command = {"train": train_command, "eval": eval_command, "plot": plot_command}[args.command]
-            return command(args)
+            command = {"train": train_command, "eval": eval_command, "plot": plot_command,
+                       "export": export_command}[args.command]
+            with sigterm_as_interrupt():
+                return command(args)
         except NpppoError as exc:
             print(f"npppo: error: {exc}", file=sys.stderr)
             return 1
         except OSError as exc:
             print(f"npppo: error: {exc}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            print("npppo: interrupted", file=sys.stderr)
-            return INTERRUPTED
+        except KeyboardInterrupt as interrupt:
+            print(f"npppo: {_interrupted(signal_of(interrupt))}", file=sys.stderr)
+            return exit_status(signal_of(interrupt))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from npppo import checkpoint, fused_update
-from npppo.backends import BACKENDS, InProcess, check_picklable, env_slices, usable_cores
+from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_picklable, env_slices, usable_cores
 from npppo.config import PPOConfig
 from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, check_time_limit, env_name, make_env
@@ -71,10 +71,10 @@ class PPO:
 
     def __init__(self, env: EnvSpec, config: PPOConfig | None = None, seed: int = 0, *,
                  workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
-                 ray_address: str | None = None) -> None:
+                 ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         first = make_env(env)
         self._setup(check_spaces(first), config, seed, env)
-        self.set_workers(workers, backend, max_worker_failures, ray_address)
+        self.set_workers(workers, backend, max_worker_failures, ray_address, ray_connect_timeout)
         if self.config.episodes_per_batch is not None:
             check_time_limit(first)
         self._envs = [first]
@@ -117,6 +117,7 @@ class PPO:
         self._backend = None  # the rollout's backend, started at the first collect()
         self._twins: dict[str, list] = {"policy": [], "critic": []}  # each network and its twins for row blocks
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
+        self.ray_connect_timeout = RAY_CONNECT_TIMEOUT_S
         self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
             warnings.warn(
@@ -160,9 +161,10 @@ class PPO:
         return 1 if isinstance(self.env_spec, gym.Env) else self.config.num_envs
 
     def set_workers(self, workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
-                    ray_address: str | None = None) -> None:
+                    ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         """Choose where the rollout runs (see the class docstring); stops workers already running.
-        ``ray_address`` (Ray backend) joins that cluster; without it a local Ray is started."""
+        ``ray_address`` (Ray backend) joins that cluster, given up after ``ray_connect_timeout`` seconds;
+        without it a local Ray is started."""
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {list(BACKENDS)}")
         if workers == "auto":
@@ -171,6 +173,9 @@ class PPO:
             raise ConfigError(f"workers must be a positive integer or 'auto', got {workers!r}")
         if isinstance(max_worker_failures, bool) or not isinstance(max_worker_failures, int) or max_worker_failures < 1:
             raise ConfigError(f"max_worker_failures must be a positive integer, got {max_worker_failures!r}")
+        if isinstance(ray_connect_timeout, bool) or not isinstance(ray_connect_timeout, (int, float)) \
+                or not 0 < ray_connect_timeout < float("inf"):
+            raise ConfigError(f"ray_connect_timeout must be a positive number of seconds, got {ray_connect_timeout!r}")
         if workers > 1 or backend != "local":
             check_picklable(self.env_spec)
         if backend == "ray":
@@ -180,7 +185,7 @@ class PPO:
         workers = min(int(workers), self.num_envs)
         self.close()
         self.workers, self.backend, self.max_worker_failures = workers, backend, max_worker_failures
-        self.ray_address = ray_address
+        self.ray_address, self.ray_connect_timeout = ray_address, float(ray_connect_timeout)
 
     def close(self) -> None:
         """Stop the rollout workers (they start again at the next :meth:`learn`)."""
@@ -212,7 +217,8 @@ class PPO:
                 from npppo.backends.ray import RayWorkers
 
                 self._backend = RayWorkers(self.env_spec, self.config, spaces, self.seed, slices,
-                                           self.episodes_started, self.max_worker_failures, self.ray_address)
+                                           self.episodes_started, self.max_worker_failures, self.ray_address,
+                                           self.ray_connect_timeout)
         return self._backend
 
     # ------------------------------------------------------------------ acting

@@ -23,6 +23,8 @@ Two drivers share one step function: :meth:`Sampler.collect_episodes` runs given
 their end; :meth:`Sampler.collect_steps` runs each environment for a given number of steps, the
 piece of an episode still running at the cut being bootstrapped like a truncation. Each finished
 piece of experience is a *segment*; segments are stored back to back (see :mod:`npppo.returns`).
+When the environments are all compiled (:mod:`npppo.envs.compiled`), both hand the batch to
+:mod:`npppo.fused`, which collects it in one compiled call, with the same bits.
 """
 
 from __future__ import annotations
@@ -185,12 +187,17 @@ class Sampler:
         # fixed-step batches: what persists across iterations, per environment
         self.episodes_started = np.zeros(len(envs), np.int64)
         self._live: list | None = None  # per environment: [obs, return so far, length so far, segment key]
+        from npppo.fused import FusedRollout  # here: it builds on this module
+
+        self.fused = FusedRollout.of(self)  # None unless the environments are all compiled
 
     # ------------------------------------------------------------------ the two drivers
     def collect_episodes(self, iteration: int, episode_ids: list[int], obs_stats=None) -> Batch:
         """Whole episodes ``episode_ids`` of ``iteration``, run to their end on this sampler's
         environments (each environment takes the next episode when its own ends); rows in the order
         of ``episode_ids``. ``obs_stats``: (mean, var) of the observation normalisation, or None."""
+        if self.fused is not None:
+            return self.fused.collect_episodes(iteration, episode_ids, obs_stats)
         rows = _Rows(self.obs_dim, self.action_dim)
         waiting = list(enumerate(episode_ids))[::-1]  # (position, episode id), the next one last
         running: dict[int, list] = {}  # env index -> [segment id, noise rng, obs, return, length]
@@ -220,6 +227,8 @@ class Sampler:
     def collect_steps(self, iteration: int, steps_per_env: list[int], obs_stats=None) -> Batch:
         """``steps_per_env[e]`` steps of each environment, continuing the episodes of the previous
         batch; rows in environment order, the running piece of each episode cut at the batch's end."""
+        if self.fused is not None:
+            return self.fused.collect_steps(iteration, steps_per_env, obs_stats)
         rows = _Rows(self.obs_dim, self.action_dim)
         if self._live is None:
             self._live = [[self._reset_fixed(e), 0.0, 0] for e in range(len(self.envs))]

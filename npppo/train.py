@@ -7,7 +7,7 @@ It writes into ``out``:
   ``train_s`` (wall time of training so far, evaluations excluded) and ``eval_mean``/``eval_std``
   on the iterations where the deterministic policy was evaluated;
 * ``checkpoint.npz``: the full training state, rewritten atomically every ``checkpoint_every``
-  iterations, at the end, and on Ctrl-C (the last completed iteration);
+  iterations, at the end, and on Ctrl-C or SIGTERM (the last completed iteration);
 * ``model.npz`` at the end, and ``best.npz``: the best deterministic evaluation so far (with
   ``eval_every``).
 
@@ -18,7 +18,6 @@ which iteration it holds.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
 from npppo.errors import NpppoError
+from npppo.interrupts import interrupts_held, signal_of, sigterm_as_interrupt
 from npppo.progress import ProgressCSV, ProgressLine, TensorBoardLog
 
 
@@ -51,12 +51,13 @@ class RunResult:
     eval_std: float = math.nan
     train_s: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
+    signum: int | None = None  # what interrupted the run: signal.SIGINT (Ctrl-C) or signal.SIGTERM
 
 
 def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet: bool = False) -> RunResult:
     """Train ``agent`` to ``options.total_steps`` env steps, writing the run folder ``out`` and showing
-    the progress line on stdout (unless ``quiet``). Ctrl-C saves the last completed iteration and
-    returns with ``interrupted=True``."""
+    the progress line on stdout (unless ``quiet``). Ctrl-C (or SIGTERM, handled like it while this
+    runs) saves the last completed iteration and returns with ``interrupted=True``."""
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     log = ProgressCSV(out / "progress.csv", keep_until=agent.iteration if resumed else None)
@@ -93,20 +94,20 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
         return go_on
 
     try:
-        agent.learn(options.total_steps, callback=after_iteration)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            agent.learn(options.total_steps, callback=after_iteration)
+    except KeyboardInterrupt as interrupt:
         if board is not None:
             board.close()
         if line is not None:
             line.close()
+        signum = signal_of(interrupt)
         if state["snapshot"] is None:
-            return RunResult(True, state["saved"], train_s=state["train_s"])
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
-        try:
+            return RunResult(True, state["saved"], train_s=state["train_s"], signum=signum)
+        with interrupts_held():
             write_checkpoint(checkpoint, *state["snapshot"], run=options.run)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        return RunResult(True, state["snapshot"][1]["iteration"], train_s=state["train_s"], rows=state["rows"])
+        return RunResult(True, state["snapshot"][1]["iteration"], train_s=state["train_s"], rows=state["rows"],
+                         signum=signum)
     except NpppoError as exc:
         if board is not None:
             board.close()

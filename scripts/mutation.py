@@ -94,11 +94,15 @@ MODULES: dict[str, list[str]] = {
     "npppo/evaluation.py": ["tests/test_evaluation.py", "tests/test_ppo_wiring.py", "tests/test_cli.py"],
     "npppo/train.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_learning_curves.py",
                        "tests/test_bench.py"],
+    "npppo/interrupts.py": ["tests/test_cli.py"],
+    "npppo/run_folder.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_seeds.py"],
 }
 # slow or timing-dependent tests left out of every mutant's run (they are in the normal suite)
 DESELECT = [
     "tests/test_ppo.py::test_pendulum_preset_learns_to_swing_up_in_its_100k_steps",
     "tests/test_cli.py::test_ctrl_c_saves_the_last_iteration_and_resume_finishes_the_run_exactly",
+    "tests/test_cli.py::test_sigterm_saves_the_last_iteration_exits_143_and_says_how_to_resume",
+    "tests/test_cli.py::test_a_run_killed_before_its_first_checkpoint_is_restarted_by_resume_and_then_refused_by_out",
     "tests/test_workers.py::test_no_worker_outlives_a_cli_run_a_failed_run_or_ctrl_c",
     "tests/test_bench.py::test_quick_bench_writes_every_figure",
 ]

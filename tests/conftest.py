@@ -3,6 +3,8 @@ error for the session summary; and the helpers that the network gradient checks 
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,12 @@ from npppo.config import PPOConfig
 from npppo.gradcheck import GradcheckResult, gradcheck
 
 _worst: list[tuple[float, float, str]] = []
+
+# A test run started with SIGINT ignored (a background job of a non-interactive shell, nohup) would pass
+# that on to every process it starts, and the tests that press Ctrl-C on a real `npppo train` would find
+# Ctrl-C ignored. A Python handler is not inherited across exec: the processes then start as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ FIGURES = (
     "act_us", "update_gflops", "gemm_gflops", "update_flops", "update_s", "train_steps_per_s", "rollout_steps_per_s",
     "env_steps_per_s", "conwip_env_steps_per_s", "conwip_error", "peak_rss_mb", "rss_growth_mb", "import_s",
     "first_iteration_s", "compile_s", "workers_train_steps_per_s", "workers_rollout_steps_per_s",
-    "workers_peak_rss_mb", "blas_threads", "dtype", "machine",
+    "workers_peak_rss_mb", "blas_threads", "dtype", "machine", "rollouts", "rollout_speedups",
 )
 SB3_COMPARE = Path(__file__).resolve().parents[1] / "scripts" / "sb3_compare.py"
 
@@ -33,6 +33,10 @@ def test_quick_bench_from_the_parent_of_a_folder_named_npppo_writes_every_figure
     assert all(result[name] > 0 for name in ("act_us", "update_gflops", "gemm_gflops", "train_steps_per_s",
                                              "compile_s", "workers_train_steps_per_s"))
     assert "training (env steps/s)" in proc.stdout
+    assert set(result["rollouts"]) == {f"{preset}_{path}_{workers}w" for preset in ("seed", "pendulum")
+                                       for path in ("gymnasium", "compiled") for workers in (1, 2)}
+    assert all(value > 0 for value in result["rollouts"].values())
+    assert "rollout alone, pendulum batch, 2 worker(s)" in proc.stdout
 
 
 def test_update_flops_equal_a_hand_count_of_the_seed_layer_tables():

@@ -66,7 +66,8 @@ def test_train_writes_progress_config_and_checkpoints(tmp_path, tiny_config, cap
     assert train(tiny_config, out, "--steps", "120", "--checkpoint-every", "2") == 0
     printed = capsys.readouterr().out
     assert "evaluation: return" in printed and "over 10 episodes" in printed and str(out / "model.npz") in printed
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json", "model.npz", "progress.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json", "model.npz", "progress.csv",
+                                                     "run.json"]
     rows, fields = read_progress(out / "progress.csv")
     assert [int(row["iteration"]) for row in rows] == [1, 2, 3]
     assert {"steps", "return_mean", "approx_kl", "explained_variance", "steps_per_s"} <= set(fields)
@@ -344,3 +345,91 @@ def test_ctrl_c_inside_the_driver_saves_the_last_iteration_and_restores_the_sign
     assert result.interrupted and result.saved_iteration == 1
     assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["iteration"] == 1
     assert signals.getsignal(signals.SIGINT) is before
+
+
+def _slow_run(tmp_path, out, *extra: str) -> subprocess.Popen:
+    """``npppo train`` of the tiny config in a subprocess, slow enough to be stopped half-way; returns
+    once it has written two rows of progress.csv."""
+    script = tmp_path / "train_slowly.py"
+    script.write_text("SLEEP = 0.002\n" + REGISTER + "import sys\nfrom npppo.cli import main\n"
+                      "if __name__ == '__main__':\n    sys.exit(main())\n")
+    process = subprocess.Popen(
+        [sys.executable, str(script), "train", "--env", ENV_ID, "--config", str(tmp_path / "tiny.json"), "--out",
+         str(out), "--steps", str(40 * STEPS_PER_ITERATION), "--workers", "1", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ((out / "progress.csv").exists() and len((out / "progress.csv").read_text().splitlines()) > 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    return process
+
+
+def test_sigterm_saves_the_last_iteration_exits_143_and_says_how_to_resume(tmp_path, tiny_config):
+    out = tmp_path / "run"
+    process = _slow_run(tmp_path, out, "--checkpoint-every", "1000")
+    process.terminate()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    last = stderr.strip().splitlines()[-1]
+    saved = read_checkpoint(out / "checkpoint.npz")[1]["iteration"]
+    assert last == (f"npppo: interrupted by SIGTERM; saved iteration {saved} to {out / 'checkpoint.npz'}; "
+                    f"resume with: npppo train --resume {out}")
+    assert saved >= 2
+
+
+def test_sigterm_inside_the_driver_saves_and_restores_the_previous_handler(tmp_path):
+    from npppo import PPO
+    from npppo.train import RunOptions
+    from npppo.train import train as drive
+
+    agent = PPO("Pendulum-v1", presets.get("pendulum").replace(**TINY), seed=0)
+    learn = agent.learn
+
+    def terminated_learn(total_steps, callback):  # one iteration, then SIGTERM from outside
+        learn(total_steps, callback=lambda a, m: callback(a, m) and False)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    agent.learn = terminated_learn
+    before = signal.getsignal(signal.SIGTERM)
+    result = drive(agent, tmp_path / "run", RunOptions(10_000, checkpoint_every=100), quiet=True)
+    assert (result.interrupted, result.saved_iteration, result.signum) == (True, 1, signal.SIGTERM)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["iteration"] == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_restarted_by_resume_and_then_refused_by_out(
+        tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    process = _slow_run(tmp_path, out, "--checkpoint-every", "1000", "--seed", "3")
+    process.kill()  # SIGKILL: nothing can be saved
+    process.communicate(timeout=60)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "progress.csv", "run.json"]
+    assert main(["train", "--resume", str(out), "--workers", "1", "--steps", "80"]) == 0
+    printed = capsys.readouterr().out
+    assert f"npppo: {out} holds no checkpoint (the run ended before its first one): starting it afresh" in printed
+    assert "resumed at" not in printed
+    rows, _ = read_progress(out / "progress.csv")
+    assert [int(row["iteration"]) for row in rows] == [1, 2]
+    straight = tmp_path / "straight"
+    assert train(tiny_config, straight, "--steps", "80", "--seed", "3") == 0
+    assert np.array_equal(read_checkpoint(out / "model.npz")[0]["policy.params"],
+                          read_checkpoint(straight / "model.npz")[0]["policy.params"])
+    capsys.readouterr()
+    assert train(tiny_config, out, "--steps", "80") == 1  # now it holds a checkpoint: continue, not redo
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_out_reuses_a_folder_without_a_checkpoint_saying_so(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"gamma": 0.5}')
+    (out / "progress.csv").write_text("iteration,steps\n1,40\n2,80\n3,120\n")
+    assert train(tiny_config, out, "--steps", "40") == 0
+    printed = capsys.readouterr().out
+    assert printed.count("ended before its first checkpoint") == 1
+    assert f"npppo: {out} holds a run that ended before its first checkpoint (progress.csv, config.json)" in printed
+    rows, _ = read_progress(out / "progress.csv")
+    assert [int(row["iteration"]) for row in rows] == [1]
+    assert PPOConfig.from_json(out / "config.json") == presets.get("pendulum").replace(**TINY)

@@ -181,4 +181,4 @@ def test_cli_nan_from_the_env_stops_the_run_and_keeps_the_last_good_checkpoint(t
     assert loaded.iteration == 2  # iteration 3 completed but was not due for a checkpoint
     rows, _ = read_progress(out / "progress.csv")
     assert len(rows) == 3
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json", "progress.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json", "progress.csv", "run.json"]

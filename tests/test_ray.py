@@ -1,11 +1,16 @@
 """The Ray backend: the same bits as local workers, a lost actor replaced without changing the result,
-a failing environment stopping the run, and a one-line error without the extra. Ray starts once per
-test session (about 10 s here)."""
+a failing environment stopping the run, and a one-line error without the extra; an unreachable
+cluster given up after the timeout, and no Ray process left behind by a learner killed with SIGKILL.
+Ray starts once per test session (about 10 s here), and once more in the SIGKILL test's learner."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +86,94 @@ def test_without_ray_the_backend_is_one_line_and_exit_status_1(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip() == "npppo: error: the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_ray_address_is_given_up_after_the_timeout_with_one_line(tmp_path):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "npppo.cli", "train", "--backend", "ray", "--workers", "2",
+                           "--ray-address", address, "--ray-connect-timeout", "2", "--steps", "100", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"npppo: error: cannot reach the Ray cluster at --ray-address {address} within 2 s")
+    assert not out.exists()  # nothing that blocks the same --out again
+
+
+LEARNER = textwrap.dedent("""
+    from npppo import PPO, presets
+    from npppo.envs import EnvFactory
+
+    config = presets.get("seed").replace(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[],
+                                         critic_sizes=[8], mu_activation="identity")
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, workers=2, backend="ray")
+    agent.learn(10**9, callback=lambda agent, metrics: print("iteration", flush=True))
+""")
+
+
+def descendants(root: int) -> dict[int, str]:
+    """The processes below ``root``, each with its start time (a pid may be reused: the pair is not)."""
+    table = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry)] = (int(fields[1]), fields[19], fields[0])
+    found, frontier = {}, {root}
+    while frontier:
+        frontier = {pid for pid, (parent, _, _) in table.items() if parent in frontier and pid not in found}
+        found.update({pid: table[pid][1] for pid in frontier})
+    return found
+
+
+def running(processes: dict[int, str]) -> list[int]:
+    """Those of ``processes`` still running (a zombie has ended)."""
+    alive = []
+    for pid, started in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[19] == started and fields[0] != "Z":
+            alive.append(pid)
+    return alive
+
+
+def test_no_ray_process_outlives_a_learner_killed_with_sigkill_by_10_s():
+    pytest.importorskip("ray")
+    learner = subprocess.Popen([sys.executable, "-c", LEARNER], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    try:
+        assert learner.stdout.readline() == "iteration\n"
+        time.sleep(1)  # Ray's agents are up by now
+        ray_processes = descendants(learner.pid)
+        assert len(ray_processes) >= 5  # gcs, raylet, agents, the two actors (and the watchdog)
+    finally:
+        learner.kill()
+        learner.wait()
+    killed = time.monotonic()
+    while running(ray_processes) and time.monotonic() - killed < 10:
+        time.sleep(0.1)
+    assert running(ray_processes) == []
+
+
+def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path):
+    out = tmp_path / "run"
+    learner = subprocess.Popen([sys.executable, "-u", "-m", "npppo.cli", "train", "--backend", "ray", "--workers", "2",
+                                "--steps", "100000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert learner.stdout.readline().startswith("npppo: training")
+    time.sleep(1)  # now inside ray.init, which takes 3-10 s here and puts Ray's own SIGTERM handler in place
+    ray_processes = descendants(learner.pid)
+    learner.terminate()
+    _, stderr = learner.communicate(timeout=60)
+    assert learner.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == ("npppo: interrupted by SIGTERM before the first iteration completed; "
+                                               "nothing saved")
+    stopped = time.monotonic()
+    while running(ray_processes) and time.monotonic() - stopped < 10:
+        time.sleep(0.1)
+    assert running(ray_processes) == []

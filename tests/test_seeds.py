@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from npppo.checkpoint import read_checkpoint
 from npppo.cli import main, seed_plan
 from npppo.errors import NpppoError
 from npppo.plotting import expand_runs
@@ -87,3 +94,26 @@ def test_expand_runs_keeps_plain_run_folders(tmp_path):
     (tmp_path / "run" / "progress.csv").write_text("steps,return_mean\n")
     (tmp_path / "run" / "seed_0").mkdir()  # a run folder stays itself even if it holds such a folder
     assert expand_runs([tmp_path / "run"]) == [tmp_path / "run"]
+
+
+def test_sigterm_to_a_batch_side_by_side_is_passed_on_and_each_run_saves(config, tmp_path):
+    out = tmp_path / "batch"
+    environment = {**os.environ, "NPPPO_TEST_SLEEP": "0.002"}  # SlowPendulum: slow enough to stop half-way
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "npppo.cli", "train", "--env", "envs_for_tests:SlowPendulum-v0", "--config", config,
+         "--steps", "100000", "--checkpoint-every", "1000", "--seeds", "0", "1", "--parallel", "2", "--workers", "1",
+         "--out", str(out)], cwd=Path(__file__).parent, env=environment, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    progress = [out / f"seed_{seed}" / "progress.csv" for seed in (0, 1)]
+    deadline = time.monotonic() + 90
+    while not all(path.exists() and len(path.read_text().splitlines()) > 1 for path in progress):
+        assert batch.poll() is None and time.monotonic() < deadline, batch.communicate()
+        time.sleep(0.05)
+    batch.terminate()
+    _, stderr = batch.communicate(timeout=60)
+    assert batch.returncode == 143, stderr
+    for path in progress:
+        log = (path.parent / "train.log").read_text()
+        saved = read_checkpoint(path.parent / "checkpoint.npz")[1]["iteration"]
+        assert f"npppo: interrupted by SIGTERM; saved iteration {saved}" in log
+        assert f"resume with: npppo train --resume {path.parent}" in log

@@ -252,14 +252,14 @@ def test_the_ray_backend_gets_the_run_and_the_address(tiny_config, monkeypatch):
     monkeypatch.setattr(ray_backend, "import_ray", lambda: None)
     env = EnvFactory("Pendulum-v1", max_episode_steps=50)
     agent = PPO(env, tiny_config(num_envs=3, episodes_per_batch=3), seed=4, workers=2, backend="ray",
-                max_worker_failures=5, ray_address="ray://head:10001")
+                max_worker_failures=5, ray_address="ray://head:10001", ray_connect_timeout=12)
     assert (agent.workers, agent.backend, agent.ray_address) == (2, "ray", "ray://head:10001")
     with pytest.raises(KeyboardInterrupt):
         agent.learn(100)
-    (spec, config, spaces, seed, slices, started, failures, address), = made
+    (spec, config, spaces, seed, slices, started, failures, address, timeout), = made
     assert spec == env and config is agent.config and spaces[:2] == (3, 1) and seed == 4
     assert slices == [[0, 1], [2]] and list(started) == [0, 0, 0] and failures == 5
-    assert address == "ray://head:10001"
+    assert address == "ray://head:10001" and timeout == 12
 
 
 def test_a_resumed_fixed_step_run_continues_each_environments_episode_count_with_workers(tiny_config, tmp_path):
@@ -313,3 +313,26 @@ def test_a_script_without_a_main_guard_stops_with_a_hint_instead_of_restarting_w
     assert "WorkerError" in last and "failed 3 times in a row" in last and "if __name__ ==" in last, last
     time.sleep(0.5)
     assert processes_tagged(tag) == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), "30", True])
+def test_a_ray_connect_timeout_that_is_not_a_positive_number_of_seconds_is_refused(tiny_config, timeout):
+    with pytest.raises(ConfigError, match="ray_connect_timeout must be a positive number of seconds"):
+        PPO("Pendulum-v1", tiny_config(), ray_connect_timeout=timeout)
+
+
+def test_workers_leave_sigterm_to_the_learner(tiny_config, capsys):
+    """SIGTERM to a whole job (a batch scheduler's stop) reaches the workers too: they go on until the
+    learner, which saves its last iteration, stops them."""
+    terminated = []
+
+    def terminate_workers(agent, metrics):
+        if metrics["iteration"] == 1:
+            terminated.extend(worker_pids(agent))
+            for pid in terminated:
+                os.kill(pid, signal.SIGTERM)
+            time.sleep(0.5)
+
+    train(tiny_config(num_envs=2, episodes_per_batch=2), 2, 200, callback=terminate_workers)
+    assert len(terminated) == 2
+    assert "restarting it" not in capsys.readouterr().err

@@ -20,6 +20,7 @@ from npppo.errors import EnvError, WorkerError
 from npppo.sampler import Batch, Sampler
 
 BACKENDS = ("local", "ray")
+RAY_CONNECT_TIMEOUT_S = 30.0  # how long a Ray cluster at a given address is waited for, by default
 
 
 def usable_cores() -> int:

@@ -4,7 +4,7 @@ Each worker starts once per run (``forkserver`` where the platform has it, else 
 ``fork`` after BLAS or Numba threads exist), builds its environments and a compiled copy of the
 policy, warms its kernels, and then per iteration receives the flat policy parameters and the
 observation statistics through a pipe and sends back its part of the batch. Workers ignore Ctrl-C
-(the learner handles it and stops them), exit when the learner's end of the pipe closes, and are
+and SIGTERM (the learner handles them and stops its workers), exit when the learner's end of the pipe closes, and are
 daemons, so none outlives the run.
 
 A worker that dies or whose environment raises is replaced, and its part of the batch is collected
@@ -32,7 +32,8 @@ START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_met
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started) -> None:
     """A worker process's whole life: build, report ready, then collect until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or SIGTERM to the whole job: the learner's to handle
+        signal.signal(signum, signal.SIG_IGN)
     from npppo.threads import set_num_threads
 
     set_num_threads(1)

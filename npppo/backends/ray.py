@@ -8,8 +8,11 @@ store: joining the parts copies them). The parts are joined in actor (so environ
 run is the same bits as with the local backend and the same worker count.
 
 Without an address a local Ray is started with ``num_cpus`` equal to the worker count (the learner
-runs in the driver) and shut down with the run; with one (``"auto"`` finds a running cluster) the
-actors join that cluster. An environment given as ``module:Id`` has its module shipped to the
+runs in the driver) and shut down with the run; a watchdog process (:mod:`npppo.backends.ray_watchdog`)
+ends that local cluster if the learner dies without shutting it down (SIGKILL). With an address
+(``"auto"`` finds a running cluster) the actors join that cluster; a cluster not reached within
+``connect_timeout`` seconds stops the run with one line naming the address (Ray itself would
+retry for many minutes). An environment given as ``module:Id`` has its module shipped to the
 actors through Ray's ``runtime_env``. A lost actor is replaced and its part collected again with
 the same seeds; an environment that raises is retried the same way, at most ``max_failures`` times
 in a row.
@@ -19,17 +22,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from npppo.backends import collect, count_failure, make_sampler, split_work
+from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
 from npppo.errors import EnvError, NpppoError
+from npppo.interrupts import Terminated
 from npppo.sampler import Batch
 
 INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
+WATCHDOG = Path(__file__).with_name("ray_watchdog.py")
 
 
 def import_ray():
@@ -89,12 +97,18 @@ class RayWorkers:
     """``len(slices)`` Ray actors, actor w owning the environments ``slices[w]``."""
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
-                 episodes_started: list[int], max_failures: int = 3, address: str | None = None) -> None:
+                 episodes_started: list[int], max_failures: int = 3, address: str | None = None,
+                 connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         self.ray = ray = import_ray()
         self.started_ray = not ray.is_initialized()
+        self.watchdog = None
         if self.started_ray:
-            ray.init(address=address, num_cpus=None if address else len(slices), include_dashboard=False,
-                     runtime_env=runtime_env(env_spec) or None, logging_level="ERROR", log_to_driver=True)
+            options = dict(include_dashboard=False, runtime_env=runtime_env(env_spec) or None, logging_level="ERROR",
+                           log_to_driver=True)
+            if address:
+                join_cluster(ray, address, connect_timeout, options)
+            else:
+                self.watchdog = start_local_ray(ray, len(slices), options)
         self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_SamplerActor)
         self.args = (env_spec, config.to_dict(), spaces)
         self.slices, self.run_seed, self.max_failures = slices, run_seed, max_failures
@@ -157,3 +171,56 @@ class RayWorkers:
         if self.started_ray and self.ray.is_initialized():
             self.ray.shutdown()
             self.started_ray = False
+        if self.watchdog is not None:  # the cluster it watches is down
+            self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog = None
+
+
+def join_cluster(ray, address: str, timeout: float, options: dict) -> None:
+    """``ray.init(address=...)``, given up after ``timeout`` seconds with one line naming the address.
+
+    Ray retries an unreachable cluster for many minutes, blocked where no signal reaches it, so the
+    connection is made in a helper thread that is waited for; one that never connects is left behind
+    (the command line exits)."""
+    outcome: dict = {}
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, **options)
+        except BaseException as exc:  # handed to the learner's thread
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=connect, name="npppo-ray-connect", daemon=True)
+    helper.start()
+    helper.join(timeout)
+    if helper.is_alive():
+        raise NpppoError(f"cannot reach the Ray cluster at --ray-address {address} within {timeout:g} s: start it "
+                         "(ray start --head), check the address, or wait longer with --ray-connect-timeout "
+                         "(ray_connect_timeout)")
+    if "error" in outcome:
+        error = outcome["error"]
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise NpppoError(f"cannot join the Ray cluster at --ray-address {address}: {first}") from error
+
+
+def start_local_ray(ray, num_cpus: int, options: dict):
+    """Start a local Ray for this run; returns the watchdog process that ends it if the learner dies
+    without shutting it down (None where there is no ``/proc`` to find its processes by)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        ray.init(num_cpus=num_cpus, **options)
+    except SystemExit:  # SIGTERM while Ray starts: its handler (in place until init returns) exits
+        if ray.is_initialized():
+            ray.shutdown()
+        raise Terminated() from None
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # Ray's handler exits at once: the run's entry point decides
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    if not sys.platform.startswith("linux") or not getattr(node, "head", False):
+        return None  # no /proc, or Ray joined a cluster started elsewhere (ray start): not this run's to end
+    return subprocess.Popen([sys.executable, "-I", str(WATCHDOG), str(os.getpid()), node.get_session_dir_path()],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own session: a Ctrl-C in the terminal leaves it be

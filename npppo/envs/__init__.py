@@ -1,8 +1,9 @@
 """Environments: making and checking them (:mod:`npppo.envs.make`), and the ones npppo ships.
 
-``npppo/ConwipLine-v0`` (:mod:`npppo.envs.conwip_line`, the seed's own production-line task) is
-registered with Gymnasium when ``npppo`` is imported; the module itself loads on the first
-``gymnasium.make``.
+npppo's environments are compiled (:mod:`npppo.envs.compiled`): ``npppo/ConwipLine-v0``
+(:mod:`npppo.envs.conwip_line`, the seed's own production-line task), ``npppo/Pendulum-v1`` and
+``npppo/MountainCarContinuous-v0`` (Gymnasium's tasks, step for step). They are registered with
+Gymnasium when ``npppo`` is imported; each module loads on the first ``gymnasium.make``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from npppo.envs.make import EnvFactory, EnvSpec, check_spaces, check_time_limit,
 __all__ = ["EnvFactory", "EnvSpec", "check_spaces", "check_time_limit", "env_name", "make_env", "register_envs"]
 
 
+REGISTERED = (  # id, entry point, time limit
+    ("npppo/ConwipLine-v0", "npppo.envs.conwip_line:ConwipLineEnv", 99),
+    ("npppo/Pendulum-v1", "npppo.envs.pendulum:PendulumEnv", 200),
+    ("npppo/MountainCarContinuous-v0", "npppo.envs.mountain_car:MountainCarContinuousEnv", 999),
+)
+
+
 def register_envs() -> None:
     """Register npppo's environments with Gymnasium (idempotent)."""
     import gymnasium as gym
 
-    if "npppo/ConwipLine-v0" not in gym.registry:
-        gym.register("npppo/ConwipLine-v0", entry_point="npppo.envs.conwip_line:ConwipLineEnv",
-                     max_episode_steps=99)
+    for env_id, entry_point, limit in REGISTERED:
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=entry_point, max_episode_steps=limit)

@@ -10,15 +10,17 @@ i-th order to arrive is the i-th released, the i-th to start and finish on machi
 The whole line state is therefore six counters (arrived, released, started and finished on each
 machine) plus two completion clocks, and the k-th part on machine j takes the k-th number of machine
 j's stream, which is what makes a twin line see exactly the same random numbers.
+
+It is a compiled environment (:mod:`npppo.envs.compiled`): the whole state, both lines and the
+episode's drawn random numbers, is one float64 array, and a step is one compiled call around the
+event loop :func:`_simulate_epoch`, so npppo's fused rollout steps it without Python.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import gymnasium as gym
 import numpy as np
 
+from npppo.envs.compiled import CompiledEnv, CompiledSpec
 from npppo.jit import njit
 
 EPOCH = 30.0  # time units between decisions
@@ -151,23 +153,92 @@ def _service(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(0.0, SERVICE_MAX, n)
 
 
-class _Line:
-    """One line's state: counters, clocks and each order's release time (arrays shared by a twin)."""
-
-    def __init__(self, n_orders: int) -> None:
-        self.counts = np.zeros(7, dtype=np.int64)
-        self.clocks = np.zeros(5, dtype=np.float64)
-        self.release_times = np.zeros(n_orders, dtype=np.float64)
-        self.obs = np.zeros(8, dtype=np.float32)
-
-    def copy(self) -> _Line:
-        twin = _Line.__new__(_Line)
-        twin.counts, twin.clocks = self.counts.copy(), self.clocks.copy()
-        twin.release_times, twin.obs = self.release_times.copy(), self.obs.copy()
-        return twin
+# the compiled state (one float64 array): the last step's results, each line's counters, clocks and
+# observation, then the drawn random numbers and each line's release times, CAPACITY slots each
+STEPS, WARMUP_CAP, CAP, PARTS, WIP, TWIN_PARTS, TWIN_WIP = range(7)
+LINE, TWIN = 7, 7 + 20  # each: counts (7), clocks (5), obs (8)
+CAPACITY = 4 * CHUNK  # numbers per stream; drawing more than this raises (one chunk is almost always enough)
+GAPS, ARRIVALS, M1_TIMES, M2_TIMES, RELEASES, TWIN_RELEASES = (7 + 40 + k * CAPACITY for k in range(6))
+STATE_SIZE = 7 + 40 + 6 * CAPACITY
+TWIN_MODE, WIP_COST, TWIN_CAP = range(3)  # the params' slots
 
 
-class ConwipLineEnv(gym.Env):
+@njit
+def _advance(state, line, cap):
+    """One epoch of the line whose block starts at ``line`` (LINE or TWIN) under ``cap``, through
+    :func:`_simulate_epoch` on views of ``state``; returns (parts completed, WIP time integral)."""
+    counts = np.empty(7, np.int64)
+    for k in range(7):
+        counts[k] = np.int64(state[line + k])
+    obs = np.empty(8, np.float32)
+    for k in range(8):
+        obs[k] = state[line + 12 + k]
+    releases = RELEASES if line == LINE else TWIN_RELEASES
+    parts, area = _simulate_epoch(state[ARRIVALS : ARRIVALS + CAPACITY], state[GAPS : GAPS + CAPACITY],
+                                  state[M1_TIMES : M1_TIMES + CAPACITY], state[M2_TIMES : M2_TIMES + CAPACITY],
+                                  state[releases : releases + CAPACITY], counts, state[line + 7 : line + 12], cap,
+                                  WARMUP_END, obs)
+    for k in range(7):
+        state[line + k] = counts[k]
+    for k in range(8):
+        state[line + 12 + k] = obs[k]
+    return parts, area
+
+
+def _store(state: np.ndarray, start: int, numbers: np.ndarray, what: str) -> None:
+    if numbers.shape[0] > CAPACITY:
+        raise RuntimeError(f"ConwipLine: the episode needs {numbers.shape[0]} {what}, more than the state holds "
+                           f"({CAPACITY}); raise CAPACITY in npppo/envs/conwip_line.py")
+    state[start : start + numbers.shape[0]] = numbers
+
+
+def conwip_reset(params, state, rng, obs):
+    """Draw the episode's random numbers from four streams seeded by ``rng``, run the warm-up."""
+    arrival_rng, m1_rng, m2_rng, cap_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, size=4))
+    # enough numbers to cover the horizon: a machine starts at most one part per processing
+    # time, and the order after the last one needed arrives beyond HORIZON
+    gaps = _draw_covering(arrival_rng, _gaps, HORIZON)
+    state[:] = 0.0
+    _store(state, GAPS, gaps, "order gaps")
+    _store(state, ARRIVALS, np.cumsum(gaps), "order gaps")
+    _store(state, M1_TIMES, _draw_covering(m1_rng, _service, HORIZON + SERVICE_MAX), "machine-1 times")
+    _store(state, M2_TIMES, _draw_covering(m2_rng, _service, HORIZON + SERVICE_MAX), "machine-2 times")
+    warmup_caps = cap_rng.integers(1, MAX_CAP, size=WARMUP_CAPS, endpoint=False)
+    for cap in warmup_caps:
+        _advance(state, LINE, int(cap))
+    state[WARMUP_CAP] = warmup_caps[-1]
+    if params[TWIN_MODE]:
+        state[TWIN : TWIN + 20] = state[LINE : LINE + 20]
+        state[TWIN_RELEASES : TWIN_RELEASES + CAPACITY] = state[RELEASES : RELEASES + CAPACITY]
+    obs[:] = state[LINE + 12 : LINE + 20]
+
+
+@njit
+def conwip_step(params, state, action, obs):
+    """One decision: cap = int(clip(action, 0, 100)), 30 time units of the line (and of its twin)."""
+    if state[STEPS] >= DECISIONS:
+        raise RuntimeError("ConwipLine: call reset() before step() (the episode has ended or not begun)")
+    value = action[0]
+    if value != value:
+        raise ValueError("ConwipLine: the action is NaN; a cap must be a number (clipped to 0..100)")
+    cap = int(min(max(value, 0.0), float(MAX_CAP)))
+    parts, area = _advance(state, LINE, cap)
+    wip = area / EPOCH
+    state[STEPS] += 1
+    state[CAP], state[PARTS], state[WIP] = cap, parts, wip
+    if params[TWIN_MODE]:
+        twin_parts, twin_area = _advance(state, TWIN, int(params[TWIN_CAP]))
+        twin_wip = twin_area / EPOCH
+        state[TWIN_PARTS], state[TWIN_WIP] = twin_parts, twin_wip
+        reward = (parts - twin_parts) + (twin_wip - wip)
+    else:
+        reward = parts - params[WIP_COST] * wip
+    for k in range(8):
+        obs[k] = state[LINE + 12 + k]
+    return reward, False, state[STEPS] == DECISIONS
+
+
+class ConwipLineEnv(CompiledEnv):
     """A two-machine CONWIP flow line whose WIP cap is set every 30 time units.
 
     Orders arrive with gaps max(0, X), X ~ Normal(1, 20) (48 % of gaps are 0, rate ≈ 0.118 per time
@@ -223,7 +294,6 @@ class ConwipLineEnv(gym.Env):
     machine-2 times, warm-up caps) from the environment's generator.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     REWARD_MODES = ("standalone", "twin")
 
     def __init__(self, reward: str = "standalone", wip_cost: float = 0.02, twin_cap: int = MAX_CAP) -> None:
@@ -237,78 +307,40 @@ class ConwipLineEnv(gym.Env):
         self.reward_mode = reward
         self.wip_cost = float(wip_cost)
         self.twin_cap = int(twin_cap)
-        self.action_space = gym.spaces.Box(0.0, float(MAX_CAP), (1,), np.float32)
-        self.observation_space = gym.spaces.Box(0.0, np.inf, (8,), np.float32)
-        self._line: _Line | None = None
-        self._twin: _Line | None = None
-        self._steps = 0
+        params = np.array([reward == "twin", self.wip_cost, self.twin_cap], np.float64)
+        super().__init__(CompiledSpec(reset=conwip_reset, step=conwip_step, params=params, state_size=STATE_SIZE,
+                                      obs_low=np.zeros(8), obs_high=np.full(8, np.inf),
+                                      action_low=np.array([0.0]), action_high=np.array([float(MAX_CAP)])))
 
-    # ------------------------------------------------------------------ gymnasium API
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        arrival_rng, m1_rng, m2_rng, cap_rng = (
-            np.random.default_rng(s) for s in self.np_random.integers(0, 2**63, size=4)
-        )
-        # enough numbers to cover the horizon: a machine starts at most one part per processing
-        # time, and the order after the last one needed arrives beyond HORIZON
-        self._gaps = _draw_covering(arrival_rng, _gaps, HORIZON)
-        self._arrival_times = np.cumsum(self._gaps)
-        self._m1_times = _draw_covering(m1_rng, _service, HORIZON + SERVICE_MAX)
-        self._m2_times = _draw_covering(m2_rng, _service, HORIZON + SERVICE_MAX)
-        warmup_caps = cap_rng.integers(1, MAX_CAP, size=WARMUP_CAPS, endpoint=False)
-        line = _Line(len(self._gaps))
-        for cap in warmup_caps:
-            self._advance(line, int(cap))
-        self._line = line
-        self._twin = line.copy() if self.reward_mode == "twin" else None
-        self._steps = 0
-        return line.obs.copy(), {"cap": int(warmup_caps[-1]), "order_queue": self._order_queue(line)}
+    # ------------------------------------------------------------------ gymnasium's info
+    def reset_info(self) -> dict:
+        return {"cap": int(self.state[WARMUP_CAP]), "order_queue": self._order_queue()}
 
-    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
-        line = self._line
-        if line is None or self._steps >= DECISIONS:
-            raise RuntimeError("ConwipLine: call reset() before step() (the episode has ended or not begun)")
-        value = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
-        if value != value:
-            raise ValueError("ConwipLine: the action is NaN; a cap must be a number (clipped to 0..100)")
-        cap = int(min(max(value, 0.0), float(MAX_CAP)))
-        parts, area = self._advance(line, cap)
-        wip = area / EPOCH
-        self._steps += 1
-        counts, clocks = line.counts, line.clocks
+    def step_info(self) -> dict:
+        state = self.state
+        counts, clocks = state[LINE : LINE + 7], state[LINE + 7 : LINE + 12]
         measured = int(counts[DONE] - counts[DONE_BEFORE])
         info = {
-            "cap": cap, "parts": parts, "wip": wip,
+            "cap": int(state[CAP]), "parts": int(state[PARTS]), "wip": float(state[WIP]),
             "throughput": measured / float(clocks[TIME] - WARMUP_END),
             "lead_time": float(clocks[SUM_LEAD]) / measured if measured else np.nan,
             "flow_time": float(clocks[SUM_FLOW]) / measured if measured else np.nan,
-            "order_queue": self._order_queue(line),
+            "order_queue": self._order_queue(),
         }
-        if self._twin is None:
-            reward = parts - self.wip_cost * wip
-        else:
-            twin_parts, twin_area = self._advance(self._twin, self.twin_cap)
-            twin_wip = twin_area / EPOCH
-            reward = (parts - twin_parts) + (twin_wip - wip)
-            info["twin_parts"], info["twin_wip"] = twin_parts, twin_wip
-        return line.obs.copy(), float(reward), False, self._steps == DECISIONS, info
+        if self.reward_mode == "twin":
+            info["twin_parts"], info["twin_wip"] = int(state[TWIN_PARTS]), float(state[TWIN_WIP])
+        return info
 
-    # ------------------------------------------------------------------ the line
-    def _advance(self, line: _Line, cap: int) -> tuple[int, float]:
-        return _simulate_epoch(self._arrival_times, self._gaps, self._m1_times, self._m2_times, line.release_times,
-                               line.counts, line.clocks, cap, WARMUP_END, line.obs)
-
-    @staticmethod
-    def _order_queue(line: _Line) -> int:
-        return int(line.counts[ARRIVED] - line.counts[RELEASED])
+    def _order_queue(self) -> int:
+        return int(self.state[LINE + ARRIVED] - self.state[LINE + RELEASED])
 
     def line_state(self) -> dict[str, int | float]:
         """Where every part is right now (counts since t = 0), for tests and inspection."""
-        if self._line is None:
+        if not self._started:
             raise RuntimeError("ConwipLine: call reset() first")
-        c = self._line.counts
+        c = self.state[LINE : LINE + 7].astype(np.int64)
         return {
-            "time": float(self._line.clocks[TIME]), "arrived": int(c[ARRIVED]), "released": int(c[RELEASED]),
+            "time": float(self.state[LINE + 7 + TIME]), "arrived": int(c[ARRIVED]), "released": int(c[RELEASED]),
             "completed": int(c[DONE]), "order_queue": int(c[ARRIVED] - c[RELEASED]),
             "buffer1": int(c[RELEASED] - c[M1_STARTED]), "machine1": int(c[M1_STARTED] - c[M1_DONE]),
             "buffer2": int(c[M1_DONE] - c[M2_STARTED]), "machine2": int(c[M2_STARTED] - c[DONE]),

@@ -1,0 +1,65 @@
+"""SIGTERM handled like Ctrl-C.
+
+A run stopped by ``kill``, a batch scheduler or a container's stop gets SIGTERM, whose default ends the
+process on the spot (exit status 143, nothing saved). Inside :func:`sigterm_as_interrupt` SIGTERM
+raises :class:`Terminated` instead, a ``KeyboardInterrupt``, so every place that ends a run cleanly
+on Ctrl-C (the driver saving the last completed iteration, the workers stopped, Ray shut down) does
+the same for it. Entry points (the command line, :func:`npppo.train.train`) install the handler for
+their duration and put the previous one back; constructors never touch signals.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (raised in the main thread by :func:`sigterm_as_interrupt`'s handler)."""
+
+    signum = signal.SIGTERM
+
+
+def signal_of(interrupt: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: SIGTERM for :class:`Terminated`, else SIGINT (Ctrl-C)."""
+    return int(getattr(interrupt, "signum", signal.SIGINT))
+
+
+def exit_status(signum: int) -> int:
+    """The shell's status for a process ended by ``signum``: 128 + signum (130 Ctrl-C, 143 SIGTERM)."""
+    return 128 + int(signum)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated`; the previous handler is restored after.
+    Off the main thread (where Python cannot set handlers) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored within the block (a second one must not cut a checkpoint's write
+    short), their handlers restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -1,0 +1,83 @@
+"""The run folder's files, and when a new run may start in a folder that holds one.
+
+A run writes ``config.json`` (the PPOConfig) and ``run.json`` (how it was started: environment and
+its kwargs, seed, step target, checkpoint and evaluation settings) before its first iteration, then
+``progress.csv`` rows and ``checkpoint.npz``. A folder whose run ended before its first checkpoint
+(killed with SIGKILL, or its machine lost) holds no work to continue: ``--out`` starts afresh over
+it, and ``--resume`` starts the same run again from its ``config.json`` and ``run.json``. A folder
+with a checkpoint is continued with ``--resume``, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from npppo.errors import CheckpointError, NpppoError
+
+RUN_FILES = ("checkpoint.npz", "model.npz", "progress.csv", "config.json", "run.json")
+SAVED_FILES = ("checkpoint.npz", "model.npz")  # a folder with one of these holds work to continue, not redo
+RUN_KEYS = ("env", "preset", "total_steps", "checkpoint_every", "eval_every", "eval_episodes")  # as in checkpoints
+
+
+def holds_run(folder: Path) -> list[str]:
+    """The run files already in ``folder``."""
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def check_out_folder(folder: Path, announce: bool = True) -> None:
+    """A new run may go into ``folder`` if it holds no run, or one that ended before its first
+    checkpoint: that one is started afresh over its files, with a line saying so (``announce``). A
+    folder with a checkpoint is refused: its work is continued with --resume."""
+    existing = holds_run(folder)
+    if any(name in SAVED_FILES for name in existing):
+        raise NpppoError(f"--out {folder} already holds a run ({', '.join(existing)}): continue it with "
+                         f"`npppo train --resume {folder}`, or choose another --out")
+    if existing and announce:
+        print(f"npppo: {folder} holds a run that ended before its first checkpoint ({', '.join(existing)}): "
+              "starting afresh there, overwriting them")
+
+
+def start_files(folder: Path, agent, run: dict[str, Any]) -> None:
+    """Before a new run's first iteration: ``config.json`` and ``run.json`` (what starting the run again
+    takes), and no rows or best policy left from a run that saved no checkpoint there."""
+    for name in ("progress.csv", "best.npz"):
+        (folder / name).unlink(missing_ok=True)
+    agent.config.to_json(folder / "config.json")
+    spec = agent.env_spec
+    facts = {**run, "seed": agent.seed, "env_kwargs": dict(getattr(spec, "kwargs", None) or {}),
+             "max_episode_steps": getattr(spec, "max_episode_steps", None)}
+    (folder / "run.json").write_text(json.dumps(facts, indent=2) + "\n")
+
+
+def read_start_files(folder: Path):
+    """(config, run, facts) of a run to start again from ``config.json`` and ``run.json``: ``run`` as
+    stored in checkpoints, ``facts`` with its ``seed``, ``env_kwargs`` and ``max_episode_steps``."""
+    from npppo.config import PPOConfig
+
+    if not (folder / "config.json").is_file() or not (folder / "run.json").is_file():
+        raise CheckpointError(f"{folder} holds no checkpoint.npz to resume from" + (
+            f" (nor the config.json and run.json to start it again: start a new run with --out {folder})"
+            if holds_run(folder) else ""))
+    try:
+        facts = json.loads((folder / "run.json").read_text())
+        run = {key: facts[key] for key in RUN_KEYS}
+        int(facts["seed"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / 'run.json'} is not what npppo wrote ({exc!r}): start a new run with "
+                              f"--out {folder}") from None
+    if facts.get("tensorboard"):
+        run["tensorboard"] = facts["tensorboard"]
+    return PPOConfig.from_json(folder / "config.json"), run, facts
+
+
+def remove_unsaved(folder: Path) -> None:
+    """Remove the files of a run that saved nothing, then ``folder`` if now empty (call it only for a
+    folder the run made: one that was there before keeps them, and a new run can start over them)."""
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: leave it
