@@ -138,9 +138,12 @@ def _gather(source, order, begin, rows, target):
 
 
 @njit
-def _gather_vector(source, order, begin, rows, target):
+def _gather_rows(order, begin, rows, obs, obs_rows, first, first_rows, second, second_rows):
+    """A minibatch's observations (rows, obs_dim) and two per-row vectors (rows,), by ``order``."""
+    _gather(obs, order, begin, rows, obs_rows)
     for i in range(rows):
-        target[i] = source[order[begin + i]]
+        first_rows[i] = first[order[begin + i]]
+        second_rows[i] = second[order[begin + i]]
 
 
 @njit
@@ -223,10 +226,8 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
         for begin in range(0, n, batch_size):
             rows = min(batch_size, n - begin)
             x = obs_rows[:rows]
-            _gather(obs, order, begin, rows, x)
+            _gather_rows(order, begin, rows, obs, x, old_log_prob, old_rows, advantages, advantage_rows)
             _gather(actions, order, begin, rows, action_rows[:rows])
-            _gather_vector(old_log_prob, order, begin, rows, old_rows[:rows])
-            _gather_vector(advantages, order, begin, rows, advantage_rows[:rows])
             starts_rows, _ = _layer_starts(layout, rows)
             h = _forward(params, layout, alphas, 0, n_trunk, x, pre, out, starts_rows, rows)
             mu = _forward(params, layout, alphas, n_trunk, n_trunk + n_mu, h, pre, out, starts_rows, rows)
@@ -302,9 +303,7 @@ def critic_epochs(params, grad, layout, alphas, obs, targets, old_values, value_
         for begin in range(0, n, batch_size):
             rows = min(batch_size, n - begin)
             x = obs_rows[:rows]
-            _gather(obs, order, begin, rows, x)
-            _gather_vector(targets, order, begin, rows, target_rows[:rows])
-            _gather_vector(old_values, order, begin, rows, old_rows[:rows])
+            _gather_rows(order, begin, rows, obs, x, targets, target_rows, old_values, old_rows)
             starts_rows, _ = _layer_starts(layout, rows)
             values = _forward(params, layout, alphas, 0, layout.shape[0], x, pre, out, starts_rows, rows)
             loss = squared_error_grad(values[:, 0], target_rows[:rows], old_rows[:rows], value_clip,
