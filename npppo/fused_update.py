@@ -28,6 +28,7 @@ pairwise, and sigma's exp is Numba's rather than NumPy's SIMD one.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ OK, NONFINITE, KL_STOP = 0, 1, 2
 ACTOR_RECORD = ("loss", "entropy", "approx_kl", "clip_fraction", "ratio", "sigma_mean")
 
 
+@functools.cache  # asked at every update: a missing SciPy would cost a failed import each time
 def blas_available() -> bool:
     """Whether Numba can call BLAS from compiled code (it needs SciPy's Cython BLAS)."""
     try:
