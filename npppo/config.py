@@ -30,6 +30,7 @@ SIGMA_MODES = ("relu", "softplus", "state_independent")
 INITIALISERS = ("glorot_normal", "glorot_uniform", "he_normal", "orthogonal")
 OPTIMIZERS = ("sgd", "adam")
 ACTION_SQUASHES = ("clip", "tanh")
+FUSED_UPDATES = ("auto", "off")
 PRESET_KEYS = ("description", "env", "steps", "env_kwargs", "config")
 
 
@@ -69,6 +70,9 @@ class PPOConfig:
     recompute_advantages: bool = False  # before each epoch after the first, recompute V, the critic targets and
     #   the advantages with the critic as it is then; the actor and critic epochs then alternate, serially
     #   (Tianshou: recompute_advantage)
+    fused_update: str = "auto"  # "auto": each network's minibatch steps in one compiled call when covered
+    #   (npppo.fused_update: needs SciPy, not target_kl nor recompute_advantages, steps of at most 4,096 rows);
+    #   "off": one Python step each
     # --- networks
     trunk_sizes: list[int] = field(default_factory=lambda: [64, 64])  # the actor's hidden layers (SB3: net_arch pi)
     head_sizes: list[int] = field(default_factory=list)  # hidden layers of each head (mu, sigma) after the trunk
@@ -177,6 +181,7 @@ class PPOConfig:
         number("target_kl", 0.0, inf, True, True, optional=True)
         number("value_clip", 0.0, inf, True, True, optional=True)
         boolean("recompute_advantages")
+        choice("fused_update", FUSED_UPDATES)
         sizes("trunk_sizes", allow_empty=False)
         sizes("head_sizes", allow_empty=True)
         sizes("critic_sizes", allow_empty=False)

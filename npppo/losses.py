@@ -261,6 +261,36 @@ def actor_loss_and_grad(
     return info.loss, policy.grad.copy()
 
 
+@njit(error_model="numpy")
+def squared_error_grad(values, targets, old_values, value_clip, grad_values):
+    """The critic's loss kernel (the fused update's; :func:`critic_loss_terms` is its NumPy
+    reference): returns L and writes dL/dV (N,) into grad_values.
+
+    values, targets, old_values (N,) of one dtype; value_clip > 0 (in that dtype) clips V around
+    old_values (max-form, see the module docstring), 0 leaves it unclipped. The products run in the
+    arrays' dtype, as NumPy's do; the loss is summed in float64.
+    """
+    n = values.shape[0]
+    scale = np.empty(1, values.dtype)  # 2/N in the arrays' dtype, as NumPy rounds the Python float
+    scale[0] = 2.0 / n
+    two_over_n = scale[0]
+    total = 0.0
+    for i in range(n):
+        error = values[i] - targets[i]
+        square = error * error
+        grad = error
+        if value_clip > 0:
+            change = values[i] - old_values[i]
+            clipped_error = (old_values[i] + min(max(change, -value_clip), value_clip)) - targets[i]
+            clipped_square = clipped_error * clipped_error
+            if clipped_square > square:  # d V'/dV is 1 inside the clip range and 0 outside it
+                square = clipped_square
+                grad = clipped_error if abs(change) < value_clip else clipped_error * 0
+        grad_values[i] = two_over_n * grad
+        total += square
+    return total / n
+
+
 def critic_loss_terms(
     critic: Critic,
     obs: np.ndarray,

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from npppo.errors import TrainingError
 from npppo.jit import njit
 
 
@@ -62,9 +63,13 @@ def adam_step(params, grad, m, v, lr, beta1, beta2, eps, step, grad_scale):
         params[i] -= lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
 
 
+@njit
 def norm_scale(grad_norm: float, max_norm: float | None) -> float:
-    """The factor s = min(1, max_norm / ||g||) that brings the norm down to ``max_norm``."""
-    if max_norm is None or grad_norm <= max_norm:
+    """The factor s = min(1, max_norm / ||g||) that brings the norm down to ``max_norm`` (None or inf:
+    no scaling); compiled, so that the fused update (:mod:`npppo.fused_update`) steps with it too."""
+    if max_norm is None:
+        return 1.0
+    if grad_norm <= max_norm:
         return 1.0
     return max_norm / grad_norm
 
@@ -125,3 +130,13 @@ class Optimizer:
                 raise ValueError(f"optimizer state {key!r}: expected shape {buffer.shape}, got {state[key].shape}")
             buffer[...] = state[key]
         self.steps = int(state["steps"])
+
+
+def nonfinite_error(iteration: int, network: str, loss: float, norms: dict[str, float]) -> TrainingError:
+    """The error of a step of iteration ``iteration`` (0-based; the message counts from 1, as the progress line
+    does) whose loss or gradient norms (group name -> norm) are not finite."""
+    return TrainingError(
+        f"iteration {iteration + 1}: the {network} loss ({loss}) or its gradient norms {norms} became non-finite; "
+        "lower the learning rate or enable gradient-norm scaling (max_grad_norm); the last saved checkpoint is "
+        "unchanged"
+    )

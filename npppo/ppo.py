@@ -27,17 +27,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from npppo import checkpoint, streams
+from npppo import checkpoint, fused_update, streams
 from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_picklable, env_slices, usable_cores
 from npppo.config import PPOConfig
 from npppo.critic import Critic
 from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, env_name, make_env
 from npppo.envs.make import EPISODE_STEP_LIMIT, check_episode_step_limit
-from npppo.errors import CheckpointError, ConfigError, EnvError, TrainingError
+from npppo.errors import CheckpointError, ConfigError, EnvError
 from npppo.evaluation import evaluate
 from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks
 from npppo.normalization import RewardNormalizer, RunningMeanStd
-from npppo.optim import Optimizer, l2_norm
+from npppo.optim import Optimizer, l2_norm, nonfinite_error
 from npppo.policy import GaussianPolicy
 from npppo.returns import gae_advantages, n_step_returns, normalize
 from npppo.sampler import Batch, Sampler
@@ -422,7 +422,13 @@ class PPO:
                         batch, rewards, policies, critic_twins, actor_data, targets, old_values, ent_coef, lr_scale,
                         actor_rng, map_blocks, actor_norms)
                 else:
-                    for _ in range(cfg.actor_epochs):
+                    fused = fused_update.fallback_reason(cfg, rows_per_step) is None
+                    if fused:  # every epoch's steps in one compiled call
+                        actor_epoch, actor_norms = fused_update.actor_passes(
+                            self.policy, {g: self.optimizers[g] for g in ("mu", "sigma")}, cfg, obs, actions,
+                            old_log_prob, advantages, ent_coef, lr_scale, actor_rng, self.iteration,
+                            self._squash_bounds)
+                    for _ in range(0 if fused else cfg.actor_epochs):
                         actor_epoch, stopped = self._actor_epoch(policies, actor_data, ent_coef, lr_scale, actor_rng,
                                                                  map_blocks, actor_norms)
                         if stopped:
@@ -594,11 +600,8 @@ def optimizer_step(optimizers: dict[str, Optimizer], model, loss: float, lr_scal
     """Check the loss and gradients are finite, then step each optimizer; returns the grad norms."""
     norms = [l2_norm(model.grad[optimizer.start : optimizer.stop]) for optimizer in optimizers.values()]
     if not math.isfinite(loss) or not all(map(math.isfinite, norms)):
-        raise TrainingError(
-            f"iteration {iteration + 1}: the {'actor' if 'mu' in optimizers else 'critic'} loss ({loss}) or its "
-            f"gradient norms {dict(zip(optimizers, norms, strict=True))} became non-finite; lower the learning rate "
-            "or enable gradient-norm scaling (max_grad_norm); the last saved checkpoint is unchanged"
-        )
+        raise nonfinite_error(iteration, "actor" if "mu" in optimizers else "critic", loss,
+                              dict(zip(optimizers, norms, strict=True)))
     for optimizer, norm in zip(optimizers.values(), norms, strict=True):
         optimizer.step(model.params, model.grad, lr_scale, norm)
     return norms
@@ -612,6 +615,10 @@ def critic_passes(critics: list[Critic], optimizer: Optimizer, config: PPOConfig
     epoch's losses and every step's gradient norm. Run by the learner, or by a rollout worker
     beside the actor's passes (:meth:`npppo.backends.local.LocalWorkers.start_critic`)."""
     rng = streams.generator(streams.CRITIC_SHUFFLE, seed, iteration)
+    rows = obs.shape[0] if config.batch_size is None else min(config.batch_size, obs.shape[0])
+    if fused_update.fallback_reason(config, rows) is None:  # all epochs in one compiled call
+        return fused_update.critic_passes(critics[0], optimizer, config, obs, targets, old_values, lr_scale, rng,
+                                          iteration)
     epoch, norms = [], []
     for _ in range(config.critic_epochs):
         epoch = critic_epoch_steps(critics, optimizer, config, obs, targets, old_values, lr_scale, iteration, rng,

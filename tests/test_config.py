@@ -117,6 +117,7 @@ RANGES = {
     "ent_coef_end": ([-1e-9], [0.0]),
     "target_kl": ([0.0, -0.01], [1e-9, None]),
     "value_clip": ([0.0, -1.0], [1e-9, None]),
+    "fused_update": (["on", None, True], ["auto", "off"]),
     "log_std_init": ([-20.0 - 1e-9, 5.0 + 1e-9], [-20.0, 5.0]),
     "elu_alpha": ([0.0, -1.0], [1e-9]),
     "mu_output_gain": ([0.0], [1e-9]),
