@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import kink_free_rows, spread_indices
 
-from npppo import PPO, fused_update
+from npppo import PPO, fused_update, streams
 from npppo.critic import Critic
 from npppo.errors import TrainingError
 from npppo.losses import actor_loss_terms, squared_error_grad
@@ -153,7 +153,7 @@ def test_fused_critic_epochs_equal_todays_steps(changes, tiny_config):
     ref_losses, ref_norms = critic_passes([ref_critic], ref_optimizer, config.replace(fused_update="off"), *batch,
                                           0.8, 4, 11)
     losses, norms = fused_update.critic_passes(critic, optimizer, config, *batch, 0.8,
-                                               np.random.default_rng([4, 11, 3]), 11)
+                                               streams.generator(streams.CRITIC_SHUFFLE, 4, 11), 11)
     assert len(norms) == len(ref_norms) > 1
     np.testing.assert_allclose(norms, ref_norms, **TIGHT)
     np.testing.assert_allclose(losses, ref_losses, **TIGHT)
