@@ -64,24 +64,30 @@ COUNTS = ("steps", "actor_updates")  # integers: equal on every machine
 #
 #   case              parameters   metrics (scaled)        allowed: parameters, metrics
 #   seed (f32)        2.8e-6       5.8e-4 (actor_loss)     1e-4, 2e-2
-#   pendulum (f32)    3.7e-6       1.2e-5 (critic_loss)    1e-4, 5e-4
-#   lunarlander (f32) 1.3e-6       1.5e-6 (expl. variance) 5e-5, 5e-5
+#   pendulum (f32)    5.1e-4       3.2e-4 (critic_loss)    1.5e-2, 1e-2
+#   lunarlander (f32) 8.2e-7       1.0e-6 (expl. variance) 5e-5, 5e-5
 #   options (f64)     1.1e-16      1.1e-15                 1e-9, 1e-9
 #   seed_f64          2.7e-16      4.9e-14 (approx_kl)     1e-9, 1e-9
-#   pendulum_f64      4.2e-14      1.9e-14 (critic_loss)   1e-9, 1e-9
-#   lunarlander_f64   3.8e-15      3.3e-16                 1e-9, 1e-9
+#   pendulum_f64      1.8e-10      1.1e-10 (critic_loss)   5e-8, 5e-8
+#   lunarlander_f64   2.6e-15      3.1e-16                 1e-9, 1e-9
 #
-# (An AMD EPYC Zen 5 machine measured about the same float32 parameter spread: 2.5e-6, 3.7e-6,
-# 1.3e-6.) The float32 cases allow about 30x their spread; approx_kl and clip_fraction, a difference
-# of nearby numbers and a count of ratios crossing 1 ± ε (0.011 apart in the seed case), are left to
-# the float64 cases. The float64 cases allow 1e4-1e7 times their spread and still fail for each
-# small real change tested (tests/test_golden.py).
+# The pendulum and lunarlander cases take the fused update (npppo.fused_update, the default), whose
+# pendulum case spreads far more than the Python steps did (3.7e-6 in float32 and 4.2e-14 in float64
+# before it): after a few iterations an OpenBLAS kernel's rounding has moved a sample's ratio across
+# 1 ± ε (clip_fraction 0.004 apart), which changes that step's gradient. (An AMD EPYC Zen 5 machine
+# measured about the same float32 spread as this one for the Python steps: 2.5e-6, 3.7e-6, 1.3e-6.)
+# The float32 cases allow about 25x their spread; approx_kl and clip_fraction, a difference of nearby
+# numbers and a count of ratios crossing 1 ± ε (0.011 apart in the seed case), are left to the float64
+# cases. The float64 cases allow 250x-1e7 times their spread and still fail for each small real change
+# tested (tests/test_golden.py): the smallest, a learning rate 1 % off, moves them by 1.4e-4 or more.
 FLOAT64_TOLERANCE = (1e-9, 1e-9)
-FLOAT32_TOLERANCES = {  # case: (parameters, metrics)
+TOLERANCES = {  # case: (parameters, metrics); the float64 cases not named here take FLOAT64_TOLERANCE
     "seed": (1e-4, 2e-2),
-    "pendulum": (1e-4, 5e-4),
+    "pendulum": (1.5e-2, 1e-2),
     "lunarlander": (5e-5, 5e-5),
+    "pendulum_f64": (5e-8, 5e-8),
 }
+FLOAT32_CASES = ("seed", "pendulum", "lunarlander")
 FLOAT32_SKIPPED_METRICS = ("approx_kl", "clip_fraction")
 
 
@@ -105,9 +111,9 @@ def tolerance(name: str, key: str) -> float | None:
     """The largest :func:`difference` allowed for array ``key`` of case ``name``; None: not compared."""
     if EXACT or key in COUNTS:
         return 0.0
-    if name in FLOAT32_TOLERANCES and key in FLOAT32_SKIPPED_METRICS:
+    if name in FLOAT32_CASES and key in FLOAT32_SKIPPED_METRICS:
         return None
-    parameters, metrics = FLOAT32_TOLERANCES.get(name, FLOAT64_TOLERANCE)
+    parameters, metrics = TOLERANCES.get(name, FLOAT64_TOLERANCE)
     return parameters if key in PARAMETERS else metrics
 
 
