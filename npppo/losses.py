@@ -166,6 +166,11 @@ def actor_loss_terms(
 SMALL_SIGMA = 1e-2
 
 
+def reads_rollout_distribution(policy: GaussianPolicy, mu: np.ndarray, sigma: np.ndarray) -> bool:
+    """Whether :func:`rollout_distribution` reads the row-by-row pass for these (mu, sigma) (N, D)."""
+    return policy.dtype == np.float32 and sigma.size > 0 and sigma.min() < SMALL_SIGMA * np.abs(mu).max()
+
+
 def rollout_distribution(policy: GaussianPolicy, obs: np.ndarray, mu: np.ndarray, sigma: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) (N, D) for the log-density of the stored actions: those of the forward pass, or, for
@@ -178,7 +183,7 @@ def rollout_distribution(policy: GaussianPolicy, obs: np.ndarray, mu: np.ndarray
     own arithmetic the ratio at θold is 1 to float64 rounding, however small sigma has become. The
     gradient still flows through the forward pass (the two differ only by rounding).
     """
-    if policy.dtype != np.float32 or not sigma.size or sigma.min() >= SMALL_SIGMA * np.abs(mu).max():
+    if not reads_rollout_distribution(policy, mu, sigma):
         return mu, sigma
     return policy.distribution_rows(obs)
 

@@ -35,7 +35,7 @@ from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, env_name, mak
 from npppo.envs.make import EPISODE_STEP_LIMIT, check_episode_step_limit
 from npppo.errors import CheckpointError, ConfigError, EnvError
 from npppo.evaluation import evaluate
-from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks
+from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks, reads_rollout_distribution
 from npppo.normalization import RewardNormalizer, RunningMeanStd
 from npppo.optim import Optimizer, l2_norm, nonfinite_error
 from npppo.policy import GaussianPolicy
@@ -422,7 +422,10 @@ class PPO:
                         batch, rewards, policies, critic_twins, actor_data, targets, old_values, ent_coef, lr_scale,
                         actor_rng, map_blocks, actor_norms)
                 else:
-                    fused = fused_update.fallback_reason(cfg, rows_per_step) is None
+                    # fused unless a float32 sigma is so small that the log-density must read the rollout's
+                    # row-by-row mu (losses.rollout_distribution), which the compiled epoch does not do
+                    fused = (fused_update.fallback_reason(cfg, rows_per_step) is None
+                             and not reads_rollout_distribution(self.policy, *self.policy.forward(obs)))
                     if fused:  # every epoch's steps in one compiled call
                         actor_epoch, actor_norms = fused_update.actor_passes(
                             self.policy, {g: self.optimizers[g] for g in ("mu", "sigma")}, cfg, obs, actions,

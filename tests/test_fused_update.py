@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import kink_free_rows, spread_indices
 
-from npppo import PPO, fused_update, streams
+from npppo import PPO, fused_update, presets, streams
 from npppo.critic import Critic
 from npppo.errors import TrainingError
 from npppo.losses import actor_loss_terms, squared_error_grad
@@ -245,3 +245,18 @@ def test_training_with_the_fused_update_equals_todays(changes, tiny_config):
         for key in ("actor_loss", "critic_loss", "approx_kl", "grad_norm_mu", "grad_norm_sigma", "grad_norm_critic"):
             assert metrics[key] == pytest.approx(reference[key], rel=1e-10, abs=1e-13), key
         assert metrics["actor_updates"] == reference["actor_updates"]
+
+
+def test_a_float32_sigma_too_small_for_the_fused_epoch_takes_the_python_steps():
+    """At log sigma = -20 the log-density must read the rollout's row-by-row mu (losses.rollout_distribution,
+    issue 20), which the compiled epoch does not: that update takes the Python steps, the same bits as
+    fused_update="off"; at log sigma = -0.5 it is fused, and rounds differently."""
+    def params_after(log_std_init, fused_update):
+        config = presets.get("pendulum").replace(num_envs=2, episodes_per_batch=2, actor_epochs=2, critic_epochs=1,
+                                                 log_std_init=log_std_init, fused_update=fused_update)
+        agent = PPO("Pendulum-v1", config, seed=3)
+        agent.learn(400)
+        return agent.policy.params.copy()
+
+    assert np.array_equal(params_after(-20.0, "auto"), params_after(-20.0, "off"))
+    assert not np.array_equal(params_after(-0.5, "auto"), params_after(-0.5, "off"))
