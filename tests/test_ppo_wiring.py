@@ -391,8 +391,10 @@ def test_two_updates_match_the_plain_numpy_reference(case, obs_statistics, monke
         np.testing.assert_allclose(agent.policy.params, reference.policy.params, **TIGHT)
         np.testing.assert_allclose(agent.critic.params, reference.critic.params, **TIGHT)
         expected["iteration"] = iteration + 1
+        # 1e-8: OpenBLAS's Katmai and Sandybridge kernels put the second update's grad_norm_mu 1.6e-9 off
+        # the reference (the parameters still agree to TIGHT); the default and Haswell kernels to 1e-9
         for key, value in expected.items():
-            assert metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (iteration, key)
+            assert metrics[key] == pytest.approx(value, rel=1e-8, abs=1e-12), (iteration, key)
         assert (agent.iteration, agent.num_timesteps) == (iteration + 1, reference.num_timesteps)
         if config.normalize_obs:
             mean, var = obs_statistics(agent)
