@@ -209,6 +209,31 @@ def join_cluster(ray, address: str, timeout: float, options: dict) -> None:
         raise NpppoError(f"cannot join the Ray cluster at --ray-address {address}: {first}") from error
 
 
+def _kill_descendants() -> None:
+    """SIGKILL every process below this one (Linux): called only when a local ``ray.init`` was cut short,
+    before any worker or watchdog of this run exists, so what is below is Ray's half-started head node."""
+    if not sys.platform.startswith("linux"):
+        return
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    below, queue = [], [os.getpid()]
+    while queue:
+        for pid in children.get(queue.pop(), []):
+            below.append(pid)
+            queue.append(pid)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def start_local_ray(ray, num_cpus: int, options: dict):
     """Start a local Ray for this run; returns the watchdog process that ends it if the learner dies
     without shutting it down (None where there is no ``/proc`` to find its processes by)."""
@@ -219,6 +244,7 @@ def start_local_ray(ray, num_cpus: int, options: dict):
     except SystemExit:  # SIGTERM while Ray starts: its handler (in place until init returns) exits
         if ray.is_initialized():
             ray.shutdown()
+        _kill_descendants()  # the head node's processes that init had started (gcs, raylet), not yet told to stop
         raise Terminated() from None
     finally:
         if main_thread and previous is not None:
