@@ -10,10 +10,18 @@ tolerance tests/golden_cases.py allows:
 - ``NUMBA_CPU_NAME``: Numba's kernels compiled for a generic x86-64 and for a Haswell (AVX2) CPU;
 - all the AVX2 ones together: what a machine without AVX-512 runs.
 
-For measuring only: tests and CI never set these variables (older OpenBLAS builds misbehave on some
-processors with a forced kernel). Writes the table as JSON too::
+A setting this CPU cannot run (a kernel with instructions it lacks: SkylakeX without AVX-512 dies
+of SIGILL) is reported as such and left out. For measuring only: tests and CI never set these
+variables (older OpenBLAS builds misbehave on some processors with a forced kernel). Writes the
+table as JSON too::
 
     python scripts/golden_spread.py --json runs/golden_spread.json
+
+``--suite`` runs the whole test suite (``python -m pytest -q``) under each setting instead, one
+after another (about 4 minutes each on 2 cores), and prints which pass (issue 19: the suite must
+pass under each)::
+
+    python scripts/golden_spread.py --suite --json runs/suite_sweep.json
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +83,22 @@ for name in {names!r}:
 """
 
 
+class NotOnThisCpu(Exception):
+    """The setting asks for instructions this CPU lacks."""
+
+
+def illegal_instruction(returncode: int) -> bool:
+    return returncode in (-signal.SIGILL, 128 + signal.SIGILL)
+
+
 def run_setting(env_changes: dict[str, str], names: list[str]) -> tuple[str, dict[str, dict[str, float]]]:
     """(OpenBLAS kernel in use, case -> array -> max |golden - run|) for one setting."""
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, **env_changes, "OPENBLAS_NUM_THREADS": "1"}
         code = RUNNER.format(tests=str(ROOT / "tests"), names=names, out=out)
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+        if illegal_instruction(done.returncode):
+            raise NotOnThisCpu(done.stderr[-300:])
         if done.returncode != 0:
             raise RuntimeError(f"setting {env_changes} failed:\n{done.stderr[-2000:]}")
         spread = {}
@@ -89,15 +109,47 @@ def run_setting(env_changes: dict[str, str], names: list[str]) -> tuple[str, dic
         return done.stdout.strip().splitlines()[0], spread
 
 
+def run_suite(json_path: Path | None) -> None:
+    """The whole test suite under each setting: pass, fail, or not runnable on this CPU."""
+    rows = {}
+    for label, changes in settings().items():
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                              env={**os.environ, **changes}, capture_output=True, text=True, cwd=ROOT)
+        lines = done.stdout.strip().splitlines()
+        outcome = ("not on this CPU (SIGILL)" if illegal_instruction(done.returncode)
+                   else "passed" if done.returncode == 0 else "FAILED")
+        rows[label] = {"env": changes, "outcome": outcome, "summary": lines[-1] if lines else done.stderr[-300:],
+                       "failed": [line for line in lines if line.startswith("FAILED")],
+                       "seconds": round(time.perf_counter() - start, 1)}
+        print(f"{label:<28} {outcome:<26} {rows[label]['summary']}", flush=True)
+        for line in rows[label]["failed"]:
+            print(f"    {line}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=1))
+        print(f"wrote {json_path}")
+    if any(row["outcome"] == "FAILED" for row in rows.values()):
+        sys.exit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=sorted(CASES), choices=sorted(CASES))
+    parser.add_argument("--suite", action="store_true", help="run the whole test suite under each setting instead")
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
+    if args.suite:
+        run_suite(args.json)
+        return
 
     table = {}
     for label, changes in settings().items():
-        kernel, spread = run_setting(changes, args.cases)
+        try:
+            kernel, spread = run_setting(changes, args.cases)
+        except NotOnThisCpu:
+            print(f"{label:<28} not runnable on this CPU (SIGILL): left out", flush=True)
+            continue
         table[label] = {"env": changes, "openblas_kernel": kernel, "spread": spread}
         print(f"{label:<28} (OpenBLAS kernel {kernel}) done", flush=True)
 

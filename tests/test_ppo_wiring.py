@@ -36,6 +36,16 @@ from npppo import PPO, presets, streams
 from npppo.losses import actor_loss_and_grad, critic_loss_and_grad
 
 TIGHT = dict(rtol=1e-10, atol=1e-12)
+
+
+def assert_params_close(actual, desired, rel=1e-10):
+    """max |actual - desired| within rel of the largest |desired|. Entry by entry relative tolerances
+    fail at parameters near 0 on other BLAS kernels: under OPENBLAS_CORETYPE=Nehalem (no FMA) the
+    row-block case's first update puts a 1.3e-5 entry 1.7e-12 off (1.4e-7 relative), the largest
+    difference 6e-12 in parameters of size 1; a real change (a gradient, a step) moves them by > 1e-6."""
+    difference = np.max(np.abs(np.asarray(actual) - np.asarray(desired)))
+    scale = np.max(np.abs(desired))
+    assert difference <= rel * scale, f"max |difference| {difference:.3g} > {rel:g} x max |parameter| {scale:.3g}"
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -388,13 +398,16 @@ def test_two_updates_match_the_plain_numpy_reference(case, obs_statistics, monke
         batch = agent.collect()
         expected = reference.update(batch, total_steps)
         metrics = agent.update(batch, total_steps)
-        np.testing.assert_allclose(agent.policy.params, reference.policy.params, **TIGHT)
-        np.testing.assert_allclose(agent.critic.params, reference.critic.params, **TIGHT)
+        assert_params_close(agent.policy.params, reference.policy.params)
+        assert_params_close(agent.critic.params, reference.critic.params)
         expected["iteration"] = iteration + 1
-        # 1e-8: OpenBLAS's Katmai and Sandybridge kernels put the second update's grad_norm_mu 1.6e-9 off
-        # the reference (the parameters still agree to TIGHT); the default and Haswell kernels to 1e-9
+        # Largest relative differences from the reference over these cases, by OpenBLAS kernel (the
+        # parameters agree to 1e-10 of their scale under each): Katmai and Sandybridge: grad_norm_mu 1.6e-9,
+        # approx_kl 3.0e-10; Nehalem: grad_norm_mu 1.0e-8, approx_kl 2.0e-9, actor_loss 4.4e-11; SkylakeX,
+        # Haswell, Zen: < 1e-12. The gradient norm is a difference of large terms, so it gets 1e-6.
         for key, value in expected.items():
-            assert metrics[key] == pytest.approx(value, rel=1e-8, abs=1e-12), (iteration, key)
+            rel = 1e-6 if key.startswith("grad_norm") else 1e-8
+            assert metrics[key] == pytest.approx(value, rel=rel, abs=1e-12), (iteration, key)
         assert (agent.iteration, agent.num_timesteps) == (iteration + 1, reference.num_timesteps)
         if config.normalize_obs:
             mean, var = obs_statistics(agent)
