@@ -3,7 +3,7 @@
     >>> from npppo import presets
     >>> cfg = presets.get("seed")        # a fresh, validated PPOConfig
     >>> presets.names()
-    ['bipedalwalker', 'conwip', 'lunarlander', 'mujoco', 'pendulum', 'seed']
+    ['bipedalwalker', 'conwip', 'halfcheetah', 'lunarlander', 'mujoco', 'pendulum', 'seed']
     >>> presets.for_env("Hopper-v5")     # the preset made for an environment, or None
     'mujoco'
 
@@ -26,7 +26,7 @@ FOR_ENV = {
     "Pendulum-v1": "pendulum",
     "LunarLanderContinuous-v3": "lunarlander",
     "npppo/ConwipLine-v0": "conwip",
-    "HalfCheetah-v5": "mujoco",
+    "HalfCheetah-v5": "halfcheetah",
     "Hopper-v5": "mujoco",
     "Walker2d-v5": "mujoco",
     "BipedalWalker-v3": "bipedalwalker",
