@@ -13,7 +13,8 @@ It writes into ``out``:
   they are small enough to ship; training continues from ``checkpoint.npz``.
 
 A fault (an :class:`npppo.errors.NpppoError`) leaves the last good checkpoint as it was, and says
-which iteration it holds.
+which iteration it holds. MuJoCo's warnings go to ``out/MUJOCO_LOG.TXT`` (:mod:`npppo.envs.mujoco_log`),
+not to the current folder.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint, write_model
+from npppo.envs.mujoco_log import warnings_into
 from npppo.errors import NpppoError
 from npppo.interrupts import interrupts_held, signal_of, sigterm_as_interrupt
 from npppo.progress import ProgressCSV, ProgressLine, TensorBoardLog
@@ -60,6 +62,11 @@ def train(agent, out: Path, options: RunOptions, *, resumed: bool = False, quiet
     the progress line on stdout (unless ``quiet``). Ctrl-C (or SIGTERM, handled like it while this
     runs) saves the last completed iteration and returns with ``interrupted=True``."""
     out.mkdir(parents=True, exist_ok=True)
+    with warnings_into(out):
+        return _train(agent, out, options, resumed, quiet)
+
+
+def _train(agent, out: Path, options: RunOptions, resumed: bool, quiet: bool) -> RunResult:
     checkpoint = out / "checkpoint.npz"
     log = ProgressCSV(out / "progress.csv", keep_until=agent.iteration if resumed else None)
     board = (TensorBoardLog(options.tensorboard, purge_step=agent.num_timesteps if resumed else None)

@@ -30,7 +30,8 @@ such a study is not reproducible.
 
 Written into ``--out``: ``best_config.json`` (the best trial's config, preset-style, for ``npppo
 train --config``), ``trials.csv`` (every trial's state, value and parameters) and, with matplotlib
-(``npppo[plot]``), ``history.png`` (Optuna's optimization history).
+(``npppo[plot]``), ``history.png`` (Optuna's optimization history), and MuJoCo's warnings, if
+any, in ``MUJOCO_LOG.TXT``.
 """
 
 from __future__ import annotations
@@ -544,5 +545,9 @@ def tune_command(args: argparse.Namespace) -> int:
     from npppo.threads import set_num_threads
 
     set_num_threads(1)  # before the first trial process (it and the forkserver inherit the limit)
+    from npppo.envs.mujoco_log import warnings_into
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return Study(args).run()
+    study = Study(args)
+    with warnings_into(study.out):  # the trials' MuJoCo warnings: into the study's folder
+        return study.run()

@@ -149,22 +149,36 @@ def test_a_missing_package_hint_names_the_extra_of_the_environments_family(monke
     assert "box2d" not in str(caught.value) or extra == "box2d"
 
 
-def test_mujoco_warnings_go_to_the_run_folder_not_the_current_one(tmp_path, monkeypatch):
+def unstable_mujoco_step() -> None:
+    """One step of a MuJoCo simulation with NaN velocities: MuJoCo warns."""
     import mujoco
 
-    from npppo.envs.mujoco_log import LOG_NAME, warnings_into
-
-    monkeypatch.chdir(tmp_path)
-    run = tmp_path / "run"
     model = mujoco.MjModel.from_xml_string(
         "<mujoco><worldbody><body><joint type='hinge'/><geom size='0.1'/></body></worldbody></mujoco>")
     data = mujoco.MjData(model)
+    data.qvel[:] = np.nan
+    mujoco.mj_step(model, data)
+
+
+@pytest.mark.parametrize("how", ["warnings_into", "train"])
+def test_mujoco_warnings_go_to_the_run_folder_not_the_current_one(how, tmp_path, monkeypatch, tiny_config):
+    import mujoco
+
+    from npppo.envs.mujoco_log import LOG_NAME, warnings_into
+    from npppo.train import RunOptions, train
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
     previous = mujoco.get_mju_user_warning()
     try:
-        with warnings_into(run):
-            make_env("InvertedPendulum-v5").close()  # a MuJoCo environment, made as the run makes them
-            data.qvel[:] = np.nan
-            mujoco.mj_step(model, data)  # MuJoCo warns: an unstable simulation
+        if how == "warnings_into":
+            with warnings_into(run):
+                make_env("InvertedPendulum-v5").close()  # a MuJoCo environment, made as the run makes them
+                unstable_mujoco_step()
+        else:  # the training driver (scripts/learning_curves.py trains through it, not through the CLI)
+            agent = PPO("InvertedPendulum-v5", tiny_config(episodes_per_batch=None, steps_per_batch=64), seed=0)
+            train(agent, run, RunOptions(64, eval_episodes=1), quiet=True)
+            unstable_mujoco_step()
     finally:
         mujoco.set_mju_user_warning(previous)
     assert not (tmp_path / LOG_NAME).exists()
