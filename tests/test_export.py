@@ -23,7 +23,15 @@ CC = shutil.which("gcc") or shutil.which("cc")
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror"]
 FLAG_SETS = [["-O2"], ["-O3", "-march=native"]]
 N_OBS = 1000
-TOLERANCE = 1e-5  # per element: |C or ONNX - inference.py| <= TOLERANCE * max(1, |inference.py|)
+TOLERANCE = 1e-5  # per element: |C or ONNX - inference.py| <= TOLERANCE * max(1, |inference.py|) ...
+
+
+def tolerance(policy: Policy) -> float:
+    """... for networks of fan-in up to 64; wider ones get it in proportion: C and ONNX sum each
+    layer in float32 against inference.py's float64, and the rounding grows with the terms summed
+    (measured: at most 4.6e-6 for the fan-ins <= 100 of the presets below, 1.4e-5 for halfcheetah's
+    ReLU 256x256 with random weights, under every OpenBLAS kernel alike)."""
+    return TOLERANCE * max(1.0, max(int(layer["fan_in"]) for layer in policy.parts["trunk"]) / 64)
 # the presets' architectures, and the other parts a config can describe: every activation (softplus
 # only here), an ELU alpha other than 1, a softplus sigma head, the tanh squash, normalised observations
 EXTRA = {
@@ -159,7 +167,7 @@ def check_c(folder: Path, name: str, source: Path, obs: np.ndarray, label: str, 
             error = relative_error(actual, expected)
             key = (label, f"c {' '.join(flags)} {what}")
             WORST[key] = max(WORST.get(key, 0.0), error)
-            assert error <= TOLERANCE, f"{key}: {error:.2e}"
+            assert error <= tolerance(policy), f"{key}: {error:.2e}"
 
 
 def check_onnx(path: Path, source: Path, obs: np.ndarray, label: str) -> None:
@@ -176,13 +184,14 @@ def check_onnx(path: Path, source: Path, obs: np.ndarray, label: str) -> None:
         (single,) = session.run(["action"], {"obs": obs[row : row + 1]})
         error = max(error, relative_error(single[0], reference[row]))
     WORST[(label, "onnx")] = max(WORST.get((label, "onnx"), 0.0), error)
-    assert error <= TOLERANCE, f"{label} onnx: {error:.2e}"
+    assert error <= tolerance(policy), f"{label} onnx: {error:.2e}"
 
 
 # ------------------------------------------------------------------------------------------- parity
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
-def test_c_and_onnx_act_as_inference_does(tmp_path, architecture):
+def test_c_and_onnx_act_as_inference_does(tmp_path, architecture, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to MUJOCO_LOG.TXT in the working folder
     agent, obs_space = random_agent(architecture)
     source = agent.save(tmp_path / "model.npz")
     policy = Policy.load(source)
@@ -219,7 +228,8 @@ def _short(name: str):
 
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")
 @pytest.mark.parametrize("preset", presets.names())
-def test_a_trained_checkpoint_of_every_preset_exports(tmp_path, preset):
+def test_a_trained_checkpoint_of_every_preset_exports(tmp_path, preset, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as above: MuJoCo's MUJOCO_LOG.TXT stays out of the checkout
     env_id = presets.default_env(preset)
     agent = PPO(env_id, _short(preset), seed=3)
     agent.learn(1)  # one iteration: trained parameters, observation statistics from the environment
