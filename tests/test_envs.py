@@ -160,26 +160,49 @@ def unstable_mujoco_step() -> None:
     mujoco.mj_step(model, data)
 
 
-@pytest.mark.parametrize("how", ["warnings_into", "train"])
-def test_mujoco_warnings_go_to_the_run_folder_not_the_current_one(how, tmp_path, monkeypatch, tiny_config):
+@pytest.fixture
+def mujoco_default_handler(monkeypatch):
+    """MuJoCo's own warning handler (which writes MUJOCO_LOG.TXT into the current folder), as in a
+    fresh process; the handler before the test is put back after it."""
     import mujoco
 
+    import npppo.envs.mujoco_log
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(None)
+    monkeypatch.setattr(npppo.envs.mujoco_log, "_installed", [])
+    monkeypatch.delenv(npppo.envs.mujoco_log.RUN_DIR_VARIABLE, raising=False)
+    yield
+    mujoco.set_mju_user_warning(previous)
+
+
+@pytest.mark.parametrize("how", ["warnings_into", "train"])
+def test_mujoco_warnings_go_to_the_run_folder_not_the_current_one(how, tmp_path, monkeypatch, tiny_config,
+                                                                   mujoco_default_handler):
     from npppo.envs.mujoco_log import LOG_NAME, warnings_into
     from npppo.train import RunOptions, train
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    previous = mujoco.get_mju_user_warning()
-    try:
-        if how == "warnings_into":
-            with warnings_into(run):
-                make_env("InvertedPendulum-v5").close()  # a MuJoCo environment, made as the run makes them
-                unstable_mujoco_step()
-        else:  # the training driver (scripts/learning_curves.py trains through it, not through the CLI)
-            agent = PPO("InvertedPendulum-v5", tiny_config(episodes_per_batch=None, steps_per_batch=64), seed=0)
-            train(agent, run, RunOptions(64, eval_episodes=1), quiet=True)
+    if how == "warnings_into":
+        with warnings_into(run):
+            make_env("InvertedPendulum-v5").close()  # a MuJoCo environment, made as the run makes them
             unstable_mujoco_step()
-    finally:
-        mujoco.set_mju_user_warning(previous)
+    else:  # the training driver (scripts/learning_curves.py trains through it, not through the CLI)
+        agent = PPO("InvertedPendulum-v5", tiny_config(episodes_per_batch=None, steps_per_batch=64), seed=0)
+        collect = agent.collect
+        monkeypatch.setattr(agent, "collect", lambda: (unstable_mujoco_step(), collect())[1])  # warns mid-run
+        train(agent, run, RunOptions(64, eval_episodes=1), quiet=True)
     assert not (tmp_path / LOG_NAME).exists()
     assert "WARNING: Nan, Inf or huge value in QVEL" in (run / LOG_NAME).read_text()
+
+
+def test_a_mujoco_environment_made_outside_a_run_warns_on_stderr_not_into_the_current_folder(
+        tmp_path, monkeypatch, capfd, mujoco_default_handler):
+    from npppo.envs.mujoco_log import LOG_NAME
+
+    monkeypatch.chdir(tmp_path)
+    make_env("HalfCheetah-v5").close()  # MuJoCo 3.3 warns while compiling the model ("settotalmass")
+    unstable_mujoco_step()
+    assert not (tmp_path / LOG_NAME).exists()
+    assert "npppo: MuJoCo warning: Nan, Inf or huge value in QVEL" in capfd.readouterr().err

@@ -63,6 +63,12 @@ def import_env_module(env_id: str) -> None:
                        "that holds it, or install it") from exc
 
 
+def _is_mujoco(env_id: str) -> bool:
+    """Whether ``env_id`` is one of Gymnasium's MuJoCo tasks (by its registered entry point)."""
+    registered = gym.envs.registry.get(env_id)
+    return registered is not None and "mujoco" in str(registered.entry_point)
+
+
 def make_env(spec: EnvSpec, **kwargs: Any) -> gym.Env:
     """An environment from an id (with ``kwargs`` for ``gymnasium.make``), an instance (returned as
     is) or a callable returning one."""
@@ -71,8 +77,10 @@ def make_env(spec: EnvSpec, **kwargs: Any) -> gym.Env:
     if isinstance(spec, str):
         import_env_module(spec)
         try:
+            # before gymnasium.make: MuJoCo warns while it compiles the model, into the current folder
+            route_mujoco_warnings(load=_is_mujoco(spec))
             env = gym.make(spec, **kwargs)
-            route_mujoco_warnings()  # a MuJoCo environment's warnings: into the run folder (the CLI's)
+            route_mujoco_warnings()  # an environment that loaded MuJoCo by itself
             return env
         except gym.error.DependencyNotInstalled as exc:
             raise EnvError(f"environment {spec!r} needs a package that is not installed ({exc}); "

@@ -1,10 +1,11 @@
 """MuJoCo's warnings into the run folder, not the current one.
 
 MuJoCo's default warning handler prints the warning and appends it to ``MUJOCO_LOG.TXT`` in the
-current folder, wherever the user happens to run ``npppo train``. The command line names the run
-folder in ``$NPPPO_RUN_DIR`` (inherited by the worker processes, which make environments too), and
-every process that has imported MuJoCo then routes the warnings to ``RUN_DIR/MUJOCO_LOG.TXT`` and
-one line on stderr.
+current folder, wherever the user happens to run ``npppo train`` (and MuJoCo 3.3 warns at every
+model compile of the Gymnasium tasks: ``settotalmass`` is deprecated). npppo puts its own handler in
+place before it makes a MuJoCo environment: a warning is one line on stderr and, when a run folder is
+known (``$NPPPO_RUN_DIR``, set by :func:`warnings_into` around a run and inherited by the worker
+processes), appended to ``RUN_DIR/MUJOCO_LOG.TXT``; nothing is written into the current folder.
 """
 
 from __future__ import annotations
@@ -18,25 +19,36 @@ from pathlib import Path
 
 RUN_DIR_VARIABLE = "NPPPO_RUN_DIR"
 LOG_NAME = "MUJOCO_LOG.TXT"
-_routed: list[str] = []  # the folder this process's handler writes to, once set
+_installed: list[bool] = []  # whether this process's MuJoCo has npppo's handler
 
 
-def route_mujoco_warnings() -> None:
-    """If MuJoCo is loaded and ``$NPPPO_RUN_DIR`` is set: its warnings go to that folder's log (once per process)."""
-    folder = os.environ.get(RUN_DIR_VARIABLE)
-    mujoco = sys.modules.get("mujoco")
-    if not folder or mujoco is None or _routed == [folder]:
-        return
-    log = Path(folder) / LOG_NAME
-
-    def warning(message: str) -> None:
+def _warning(message: str) -> None:
+    folder = os.environ.get(RUN_DIR_VARIABLE)  # read at each warning: the run folder may come later
+    where = ""
+    if folder:
+        log = Path(folder) / LOG_NAME
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as handle:
             handle.write(f"{time.ctime()}\nWARNING: {message}\n\n")  # the layout of MuJoCo's own log
-        print(f"npppo: MuJoCo warning: {message} (logged in {log})", file=sys.stderr)
+        where = f" (logged in {log})"
+    print(f"npppo: MuJoCo warning: {message}{where}", file=sys.stderr)
 
-    mujoco.set_mju_user_warning(warning)
-    _routed[:] = [folder]
+
+def route_mujoco_warnings(load: bool = False) -> None:
+    """MuJoCo's warnings through :func:`_warning` from now on, once per process; only if MuJoCo is
+    loaded, or ``load``: import it first (before making an environment that compiles a model)."""
+    if _installed:
+        return
+    mujoco = sys.modules.get("mujoco")
+    if mujoco is None and load:
+        try:
+            import mujoco
+        except ImportError:
+            return  # gymnasium.make gives the install hint
+    if mujoco is None:
+        return
+    mujoco.set_mju_user_warning(_warning)
+    _installed.append(True)
 
 
 @contextlib.contextmanager
