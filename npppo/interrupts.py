@@ -32,8 +32,26 @@ def exit_status(signum: int) -> int:
     return 128 + int(signum)
 
 
+_terminated: list[bool] = []  # set by the handler: SIGTERM came (see :func:`sigterm_kept`)
+
+
 def _raise_terminated(signum, frame) -> None:
+    _terminated[:] = [True]
     raise Terminated()
+
+
+@contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Around a library call that turns any exception its signal check raises into a bare
+    ``KeyboardInterrupt`` (``ray.get`` does: a SIGTERM while it waits came out as Ctrl-C, exit 130):
+    such an interrupt that follows our SIGTERM handler's is raised as :class:`Terminated` again."""
+    _terminated.clear()
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        if _terminated and not isinstance(interrupt, Terminated):
+            raise Terminated() from interrupt
+        raise
 
 
 @contextmanager

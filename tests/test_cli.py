@@ -378,6 +378,23 @@ def test_sigterm_saves_the_last_iteration_exits_143_and_says_how_to_resume(tmp_p
     assert saved >= 2
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_sigterm_that_a_library_turns_into_a_bare_keyboard_interrupt_stays_a_sigterm(signum):
+    from npppo.interrupts import Terminated, signal_of, sigterm_as_interrupt, sigterm_kept
+
+    def library_wait():  # what ray.get does with the exception its signal check raised
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt() from None
+
+    with pytest.raises(KeyboardInterrupt) as caught, sigterm_as_interrupt(), sigterm_kept():
+        library_wait()
+    assert signal_of(caught.value) == signum
+    assert isinstance(caught.value, Terminated) == (signum == signal.SIGTERM)
+
+
 def test_sigterm_inside_the_driver_saves_and_restores_the_previous_handler(tmp_path):
     from npppo import PPO
     from npppo.train import RunOptions

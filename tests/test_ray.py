@@ -160,13 +160,39 @@ def test_no_ray_process_outlives_a_learner_killed_with_sigkill_by_10_s():
     assert running(ray_processes) == []
 
 
-def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path):
+def command_lines(pids) -> list[str]:
+    """The command lines (Ray's process titles) of ``pids`` that are still there."""
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return lines
+
+
+def wait_for_title(root: int, title: str, timeout: float = 120.0) -> None:
+    """Until a process below ``root`` has ``title`` in its command line."""
+    end = time.monotonic() + timeout
+    while not any(title in line for line in command_lines(descendants(root))):
+        assert time.monotonic() < end, f"no process titled {title!r} below the learner after {timeout} s"
+        time.sleep(0.02)
+
+
+# the moments of start-up at which the SIGTERM comes: inside ray.init (which puts Ray's own SIGTERM
+# handler in place), and while the learner waits in ray.get for the actors being built (ray.get
+# turned the SIGTERM into a bare KeyboardInterrupt: the run ended as Ctrl-C, 130, "interrupted")
+@pytest.mark.parametrize("moment", ["ray.init", "actors starting"])
+def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path, moment):
     out = tmp_path / "run"
     learner = subprocess.Popen([sys.executable, "-u", "-m", "npppo.cli", "train", "--backend", "ray", "--workers", "2",
                                 "--steps", "100000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     assert learner.stdout.readline().startswith("npppo: training")
-    time.sleep(1)  # now inside ray.init, which takes 3-10 s here and puts Ray's own SIGTERM handler in place
+    if moment == "ray.init":
+        time.sleep(1)  # ray.init takes 3-10 s here
+    else:
+        wait_for_title(learner.pid, "_SamplerActor")
     ray_processes = descendants(learner.pid)
     learner.terminate()
     _, stderr = learner.communicate(timeout=60)

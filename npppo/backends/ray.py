@@ -34,7 +34,7 @@ from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_s
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import EnvError, NpppoError
-from npppo.interrupts import Terminated
+from npppo.interrupts import Terminated, sigterm_kept
 from npppo.sampler import Batch
 
 INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
@@ -146,6 +146,10 @@ class RayWorkers:
 
     def _get_all(self, refs: list, resubmit) -> list:
         """Each actor's result; a lost actor is replaced and asked again (``resubmit(w)``)."""
+        with sigterm_kept():  # ray.get reports a SIGTERM while it waits as a bare KeyboardInterrupt
+            return self._get_each(refs, resubmit)
+
+    def _get_each(self, refs: list, resubmit) -> list:
         ray = self.ray
         results = []
         for w, ref in enumerate(refs):
