@@ -5,7 +5,6 @@ Ray starts once per test session (about 10 s here), and once more in the SIGKILL
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from npppo import PPO, WorkerError
 from npppo.backends.ray import runtime_env
+from npppo.backends.ray_watchdog import descendants, running
 from npppo.envs import EnvFactory
 
 HERE = Path(__file__).parent
@@ -111,35 +111,6 @@ LEARNER = textwrap.dedent("""
     agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, workers=2, backend="ray")
     agent.learn(10**9, callback=lambda agent, metrics: print("iteration", flush=True))
 """)
-
-
-def descendants(root: int) -> dict[int, str]:
-    """The processes below ``root``, each with its start time (a pid may be reused: the pair is not)."""
-    table = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(entry)] = (int(fields[1]), fields[19], fields[0])
-    found, frontier = {}, {root}
-    while frontier:
-        frontier = {pid for pid, (parent, _, _) in table.items() if parent in frontier and pid not in found}
-        found.update({pid: table[pid][1] for pid in frontier})
-    return found
-
-
-def running(processes: dict[int, str]) -> list[int]:
-    """Those of ``processes`` still running (a zombie has ended)."""
-    alive = []
-    for pid, started in processes.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[19] == started and fields[0] != "Z":
-            alive.append(pid)
-    return alive
 
 
 def test_no_ray_process_outlives_a_learner_killed_with_sigkill_by_10_s():

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_sampler, split_work
+from npppo.backends.ray_watchdog import descendants
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import EnvError, NpppoError
@@ -218,20 +219,7 @@ def _kill_descendants() -> None:
     before any worker or watchdog of this run exists, so what is below is Ray's half-started head node."""
     if not sys.platform.startswith("linux"):
         return
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    below, queue = [], [os.getpid()]
-    while queue:
-        for pid in children.get(queue.pop(), []):
-            below.append(pid)
-            queue.append(pid)
-    for pid in below:
+    for pid in descendants(os.getpid()):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:

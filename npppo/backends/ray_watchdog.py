@@ -43,6 +43,38 @@ def wait_for_exit(pid: int) -> None:
         os.close(descriptor)
 
 
+def _stat(pid: int | str) -> tuple[int, str, str] | None:
+    """(parent pid, start time, state) of a process from ``/proc/PID/stat``; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+        return int(fields[1]), fields[19], fields[0]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(root: int) -> dict[int, str]:
+    """The processes below ``root`` (children, theirs, ...), each with its start time: a pid may be
+    reused, the pair is not (:func:`running`)."""
+    table = {int(entry): stat for entry in os.listdir("/proc") if entry.isdigit() and (stat := _stat(entry))}
+    found: dict[int, str] = {}
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, (parent, _, _) in table.items() if parent in frontier and pid not in found}
+        found.update({pid: table[pid][1] for pid in frontier})
+    return found
+
+
+def running(processes: dict[int, str]) -> list[int]:
+    """Those of ``processes`` (pid: start time, as :func:`descendants` gives) still running; a zombie has ended."""
+    alive = []
+    for pid, started in processes.items():
+        stat = _stat(pid)
+        if stat is not None and stat[1] == started and stat[2] != "Z":
+            alive.append(pid)
+    return alive
+
+
 def session_processes(session_dir: str) -> list[int]:
     """The pids (other than this one) whose command line names ``session_dir`` or that hold a file
     open inside it."""
@@ -98,11 +130,8 @@ def _signal(pid: int, signum: int) -> None:
 
 def _exists(pid: int) -> bool:
     """Whether ``pid`` is still running (a zombie counts as ended)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    stat = _stat(pid)
+    return stat is not None and stat[2] != "Z"
 
 
 def main(argv: list[str]) -> int:
