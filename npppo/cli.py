@@ -261,10 +261,8 @@ def train_command(args: argparse.Namespace) -> int:
     if args.parallel is not None:
         raise NpppoError("--parallel goes with --seeds (several runs side by side)")
     set_num_threads(args.threads or requested_threads() or 1)
-    from npppo.envs.mujoco_log import warnings_into
-
     agent, out, run = _resume(args) if args.resume is not None else _fresh(args)
-    with warnings_into(out), agent:  # the workers end with the command, whatever way it ends
+    with agent:  # the workers end with the command, whatever way it ends (train() routes MuJoCo's warnings)
         return _train(agent, out, run, args)
 
 

@@ -109,11 +109,10 @@ def run_setting(env_changes: dict[str, str], names: list[str]) -> tuple[str, dic
         return done.stdout.strip().splitlines()[0], spread
 
 
-def run_suite(labels: list[str], json_path: Path | None) -> None:
+def run_suite(chosen: dict[str, dict[str, str]], json_path: Path | None) -> None:
     """The whole test suite under each setting: pass, fail, or not runnable on this CPU."""
     rows = {}
-    for label in labels:
-        changes = settings()[label]
+    for label, changes in chosen.items():
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                               env={**os.environ, **changes}, capture_output=True, text=True, cwd=ROOT)
@@ -138,17 +137,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=sorted(CASES), choices=sorted(CASES))
     parser.add_argument("--suite", action="store_true", help="run the whole test suite under each setting instead")
-    parser.add_argument("--settings", nargs="+", default=list(settings()), choices=list(settings()),
-                        metavar="LABEL", help=f"the settings to run (default: all of {list(settings())})")
+    known = settings()
+    parser.add_argument("--settings", nargs="+", default=list(known), choices=list(known),
+                        metavar="LABEL", help=f"the settings to run (default: all of {list(known)})")
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
+    chosen = {label: known[label] for label in args.settings}
     if args.suite:
-        run_suite(args.settings, args.json)
+        run_suite(chosen, args.json)
         return
 
     table = {}
-    for label in args.settings:
-        changes = settings()[label]
+    for label, changes in chosen.items():
         try:
             kernel, spread = run_setting(changes, args.cases)
         except NotOnThisCpu:

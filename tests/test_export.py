@@ -23,15 +23,17 @@ CC = shutil.which("gcc") or shutil.which("cc")
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror"]
 FLAG_SETS = [["-O2"], ["-O3", "-march=native"]]
 N_OBS = 1000
-TOLERANCE = 1e-5  # per element: |C or ONNX - inference.py| <= TOLERANCE * max(1, |inference.py|) ...
+TOLERANCE = 1e-5  # per element, for fan-ins up to 64: |C or ONNX - inference.py| <= tolerance * max(1, |inference.py|)
 
 
 def tolerance(policy: Policy) -> float:
-    """... for networks of fan-in up to 64; wider ones get it in proportion: C and ONNX sum each
+    """:data:`TOLERANCE`, in proportion to the widest fan-in past 64: C and ONNX sum each
     layer in float32 against inference.py's float64, and the rounding grows with the terms summed
     (measured: at most 4.6e-6 for the fan-ins <= 100 of the presets below, 1.4e-5 for halfcheetah's
     ReLU 256x256 with random weights, under every OpenBLAS kernel alike)."""
     return TOLERANCE * max(1.0, max(int(layer["fan_in"]) for layer in policy.parts["trunk"]) / 64)
+
+
 # the presets' architectures, and the other parts a config can describe: every activation (softplus
 # only here), an ELU alpha other than 1, a softplus sigma head, the tanh squash, normalised observations
 EXTRA = {

@@ -36,6 +36,7 @@ from npppo import PPO, presets, streams
 from npppo.losses import actor_loss_and_grad, critic_loss_and_grad
 
 TIGHT = dict(rtol=1e-10, atol=1e-12)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def assert_params_close(actual, desired, rel=1e-10):
@@ -46,7 +47,6 @@ def assert_params_close(actual, desired, rel=1e-10):
     difference = np.max(np.abs(np.asarray(actual) - np.asarray(desired)))
     scale = np.max(np.abs(desired))
     assert difference <= rel * scale, f"max |difference| {difference:.3g} > {rel:g} x max |parameter| {scale:.3g}"
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 # ------------------------------------------------------------------ environments
