@@ -1,9 +1,9 @@
 """The fused update: a network's k passes of minibatch steps as one compiled call.
 
-Today's update (:mod:`npppo.ppo`) crosses Python for every minibatch step: the gather, each layer's
-products and kernels, the loss, the norms and each optimizer step are separate calls, and on the
+The update's Python loop (:mod:`npppo.passes`) crosses the interpreter at every minibatch step: the gather,
+each layer's products and kernels, the loss, the norms and each optimizer step are separate calls, and on the
 tuned presets' 64-256-row minibatches those calls cost more than their arithmetic. Here one call
-per iteration and network runs every epoch's steps, in the order of today's loop::
+per iteration and network runs every epoch's steps, in the order of that loop::
 
     for each epoch e, for each minibatch (rows order[e, b : b + batch_size]):
         gather the rows; forward through the layer table; loss and dL/d(outputs); backward
@@ -11,7 +11,7 @@ per iteration and network runs every epoch's steps, in the order of today's loop
         (actor, with kl_limit) stop before stepping once the minibatch's approx KL > kl_limit
         each group: g * min(1, max_norm / ||g||), then its Adam or momentum-SGD step
 
-It reuses the kernels of today's path rather than restating them: the layer table
+It reuses the kernels of the Python loop rather than restating them: the layer table
 (:attr:`npppo.nn.layers.FlatModel.kernel_layout`), the bias + activation and activation-derivative
 kernels (:mod:`npppo.nn.activations`), the clipped surrogate's loss and gradient
 (:func:`npppo.losses.clipped_surrogate_grad`), the squared error's (:func:`npppo.losses.squared_error_grad`),
@@ -19,9 +19,9 @@ and the optimizers' steps and norms (:mod:`npppo.optim`). The matrix products ar
 Numba, which calls SciPy's BLAS: SciPy is the optional extra ``fused`` (scripts/fused_blas.py, two
 runs on 64-256-row steps: 4-12x faster than compiled loops, 1.5-8x faster than one BLAS call per
 product from Python; docs/performance.md). Without SciPy, or with ``fused_update="off"``, the update takes
-today's path; :func:`fallback_reason` says when and why.
+the Python loop; :func:`fallback_reason` says when and why.
 
-Results equal today's path's to rounding, not bit for bit: sums of one column (a one-output layer's
+Results equal the Python loop's to rounding, not bit for bit: sums of one column (a one-output layer's
 bias gradient, the state-independent log-std's gradient) run in row order here where NumPy sums
 pairwise, and sigma's exp is Numba's rather than NumPy's SIMD one.
 """
@@ -34,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from npppo import losses
 from npppo.jit import njit
-from npppo.losses import BLOCK_ROWS, ActorLossInfo, clipped_surrogate_grad, squared_error_grad
+from npppo.losses import ActorLossInfo, clipped_surrogate_grad, squared_error_grad
 from npppo.nn.activations import activation_backward, bias_activation_forward
 from npppo.optim import Optimizer, adam_step, l2_norm, nonfinite_error, norm_scale, sgd_momentum_step
 
@@ -56,7 +57,7 @@ def blas_available() -> bool:
 
 
 def fallback_reason(config, rows_per_step: int) -> str | None:
-    """Why ``config``'s update takes today's path instead of the fused one (None: it is fused).
+    """Why ``config``'s update takes the Python loop instead of the fused one (None: it is fused).
 
     ``rows_per_step``: the minibatch size, or the batch's length for full-batch steps.
     """
@@ -68,8 +69,8 @@ def fallback_reason(config, rows_per_step: int) -> str | None:
         return "target_kl is set"
     if config.recompute_advantages:
         return "recompute_advantages alternates actor and critic epochs, one epoch at a time"
-    if rows_per_step > BLOCK_ROWS:
-        return f"steps of more than {BLOCK_ROWS} rows go in row blocks (their cost is BLAS's, not Python's)"
+    if losses.block_count(rows_per_step) > 1:
+        return f"steps of more than {losses.BLOCK_ROWS} rows go in row blocks (their cost is BLAS's, not Python's)"
     if not blas_available():
         return "SciPy is not installed (pip install 'npppo[fused]')"
     return None
@@ -356,7 +357,7 @@ def _groups(optimizers: dict[str, Optimizer], lr_scale: float, dtype) -> _Groups
 
 
 def _orders(n: int, batch_size: int | None, epochs: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """Each epoch's row order as :func:`npppo.ppo.minibatches` draws it (a permutation per epoch, or
+    """Each epoch's row order as :func:`npppo.passes.minibatches` draws it (a permutation per epoch, or
     the rows in order for full-batch steps), and the step's row count. ``rng`` is the iteration's own
     stream, so drawing every epoch's order up front changes no other draw."""
     if batch_size is None or batch_size >= n:
@@ -366,7 +367,7 @@ def _orders(n: int, batch_size: int | None, epochs: int, rng: np.random.Generato
 
 def _finish(groups: _Groups, optimizers: dict[str, Optimizer], done: int, status: int, records: np.ndarray,
             norm_column: int, network: str, iteration: int) -> None:
-    """Count the steps taken in each optimizer; a non-finite step raises today's TrainingError."""
+    """Count the steps taken in each optimizer; a non-finite step raises the Python loop's TrainingError."""
     for optimizer, steps in zip(optimizers.values(), groups.steps, strict=True):
         optimizer.steps = int(steps)
     if status == NONFINITE:
@@ -380,7 +381,7 @@ def actor_passes(policy, optimizers: dict[str, Optimizer], config, obs: np.ndarr
                  rng: np.random.Generator, iteration: int, squash_bounds: np.ndarray | None = None,
                  kl_limit: float = math.inf) -> tuple[list[ActorLossInfo], list[list[float]]]:
     """The actor's ``config.actor_epochs`` passes fused: (the last epoch's diagnostics per step, every
-    step's group norms [mu, sigma]), as today's loop in :meth:`npppo.ppo.PPO.update` returns them.
+    step's group norms [mu, sigma]), as :func:`npppo.passes.actor_passes`' loop returns them.
 
     obs (N, obs_dim), actions (N, D), old_log_prob, advantages (N,) in the policy's dtype; ``rng``
     the actor's shuffle stream; ``kl_limit``: SB3's target-KL rule (1.5 target_kl; inf: none).
@@ -410,7 +411,7 @@ def critic_passes(critic, optimizer: Optimizer, config, obs: np.ndarray, targets
                   old_values: np.ndarray, lr_scale: float, rng: np.random.Generator, iteration: int
                   ) -> tuple[list[float], list[list[float]]]:
     """The critic's ``config.critic_epochs`` passes fused: (the last epoch's losses, every step's
-    norm), as :func:`npppo.ppo.critic_passes` returns them. obs (N, obs_dim), targets, old_values (N,)."""
+    norm), as :func:`npppo.passes.critic_passes` returns them. obs (N, obs_dim), targets, old_values (N,)."""
     n = obs.shape[0]
     orders, rows = _orders(n, config.batch_size, config.critic_epochs, rng)
     per_epoch = -(-n // rows)

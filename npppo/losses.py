@@ -188,12 +188,17 @@ def rollout_distribution(policy: GaussianPolicy, obs: np.ndarray, mu: np.ndarray
     return policy.distribution_rows(obs)
 
 
+def block_count(n: int) -> int:
+    """How many row blocks a step of N rows is computed in: ceil(N / BLOCK_ROWS)."""
+    return -(-n // BLOCK_ROWS)
+
+
 def row_blocks(n: int) -> list[slice]:
-    """N rows cut into ``ceil(N / BLOCK_ROWS)`` contiguous blocks of nearly equal size: the cut depends
+    """N rows cut into :func:`block_count` contiguous blocks of nearly equal size: the cut depends
     on N alone, never on the worker count, so the sums over blocks are the same bits for any."""
-    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (10% of a 64-row minibatch update's time)
+    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (a tenth of a small minibatch step's time)
         return [slice(0, n)]
-    bounds = np.linspace(0, n, -(-n // BLOCK_ROWS) + 1).astype(int)
+    bounds = np.linspace(0, n, block_count(n) + 1).astype(int)
     return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
 
 

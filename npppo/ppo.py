@@ -15,19 +15,19 @@ Saving and loading live in :mod:`npppo.checkpoint`, evaluation in :mod:`npppo.ev
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from npppo import checkpoint, fused_update, streams
+from npppo import checkpoint, streams
 from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_picklable, env_slices, usable_cores
 from npppo.config import PPOConfig
 from npppo.critic import Critic
@@ -35,9 +35,10 @@ from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, env_name, mak
 from npppo.envs.make import EPISODE_STEP_LIMIT, check_episode_step_limit
 from npppo.errors import CheckpointError, ConfigError, EnvError
 from npppo.evaluation import evaluate
-from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks, reads_rollout_distribution
+from npppo.losses import ActorLossInfo
 from npppo.normalization import RewardNormalizer, RunningMeanStd
-from npppo.optim import Optimizer, l2_norm, nonfinite_error
+from npppo.passes import (Actor, ActorData, BlockTwins, CriticData, actor_passes, alternating_passes, make_optimizer,
+                          passes_for)
 from npppo.policy import GaussianPolicy
 from npppo.returns import gae_advantages, n_step_returns, normalize
 from npppo.sampler import Batch, Sampler
@@ -45,12 +46,6 @@ from npppo.threads import apply_default_threads
 
 Callback = Callable[["PPO", dict[str, Any]], bool | None]
 Spaces = tuple[int, int, np.ndarray, np.ndarray]  # obs_dim, action_dim, action_low, action_high
-
-
-# with workers > 1, the update runs on two threads when its steps have at least this many rows; below,
-# per-call overhead dominates and threads only contend for the GIL (the lunarlander preset's 64-row
-# minibatches: 0.091 s an update serial against 0.122 s threaded; 256 rows: even; 1,024: 0.044 against 0.029)
-THREADED_UPDATE_MIN_ROWS = 256
 
 
 class PPO:
@@ -124,7 +119,10 @@ class PPO:
         if self._squash_bounds is not None:
             check_squash_bounds(self.action_low, self.action_high, self.env_id)
         self._backend = None  # the rollout's backend, started at the first collect()
-        self._twins: dict[str, list] = {"policy": [], "critic": []}  # each network and its twins for row blocks
+        self._passes = None  # where the update's passes run, chosen with the backend (npppo.passes)
+        self._actor = Actor(BlockTwins(self.policy), {g: self.optimizers[g] for g in ("mu", "sigma")},
+                            self._squash_bounds)
+        self._critic_twins = BlockTwins(self.critic)
         self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
         self.ray_connect_timeout = RAY_CONNECT_TIMEOUT_S
         self._episode_step_limit = EPISODE_STEP_LIMIT
@@ -211,6 +209,9 @@ class PPO:
 
     def close(self) -> None:
         """Stop the rollout workers (they start again at the next :meth:`learn`)."""
+        passes, self._passes = self._passes, None
+        if passes is not None:
+            passes.close()
         if self._backend is not None:
             backend, self._backend = self._backend, None
             backend.close()
@@ -222,6 +223,8 @@ class PPO:
         self.close()
 
     def _rollout_backend(self):
+        if self._backend is not None and getattr(self._backend, "closed", False):
+            self.close()  # stopped with a failed update whose critic passes ran in a worker
         if self._backend is None:
             spaces = (self.obs_dim, self.action_dim, self.action_low, self.action_high)
             slices = env_slices(self.num_envs, self.workers)
@@ -243,7 +246,15 @@ class PPO:
                 self._backend = RayWorkers(self.env_spec, self.config, spaces, self.seed, slices,
                                            self.episodes_started, self.max_worker_failures, self.ray_address,
                                            self.ray_connect_timeout, self.episode_step_limit)
+            self._passes = passes_for(self.config, self.workers, getattr(self._backend, "critic_passes", None))
         return self._backend
+
+    def _update_passes(self):
+        """Where the update's passes run (chosen with the rollout's backend; an update on a batch
+        collected elsewhere, before any rollout of this agent's, chooses without one)."""
+        if self._passes is None:
+            self._passes = passes_for(self.config, self.workers)
+        return self._passes
 
     # ------------------------------------------------------------------ acting
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -336,11 +347,18 @@ class PPO:
                 line.close()
         return history
 
-    def train_iteration(self, total_steps: int) -> dict[str, Any]:
-        """One iteration: collect a batch with π_θold, then update on it (:meth:`update`)."""
-        start = time.perf_counter()
-        batch = self.collect()
-        return self.update(batch, total_steps, rollout_s=time.perf_counter() - start)
+    def train_iteration(self, total_steps: int, batch: Batch | None = None) -> dict[str, Any]:
+        """One iteration: collect a batch with π_θold (or take ``batch``), update on it with this
+        iteration's schedule, and return the iteration's metrics (also kept in ``history``)."""
+        start, given = time.perf_counter(), batch is not None
+        batch = batch if given else self.collect()
+        rollout_s = 0.0 if given else time.perf_counter() - start
+        ent_coef, lr_scale = self.schedule(total_steps, batch.steps)
+        update = self.update(batch, ent_coef, lr_scale)
+        metrics = iteration_metrics(self, batch, update, ent_coef, lr_scale, rollout_s,
+                                    time.perf_counter() - start)
+        self.history.append(metrics)
+        return metrics
 
     def schedule(self, total_steps: int, batch_steps: int) -> tuple[float, float]:
         """(entropy coefficient, learning-rate scale) for the iteration whose batch has ``batch_steps`` steps.
@@ -371,13 +389,10 @@ class PPO:
         self.episodes_started = backend.episodes_started()
         return batch
 
-    def update(self, batch: Batch, total_steps: int, rollout_s: float = 0.0) -> dict[str, Any]:
+    def update(self, batch: Batch, ent_coef: float, lr_scale: float) -> Update:
         """Steps 2-6 on a collected batch: targets and advantages with V_φold, k1 actor passes, k2
-        critic passes, then the counters move on (θold ← θ, φold ← φ). Returns the iteration's metrics."""
+        critic passes (:mod:`npppo.passes`), then the counters move on (θold ← θ, φold ← φ)."""
         cfg = self.config
-        start = time.perf_counter()
-        ent_coef, lr_scale = self.schedule(total_steps, batch.steps)
-
         # 2-3. targets and advantages with V_φold, from rewards scaled by the running std of the discounted
         # return when configured (its statistics updated with this batch first: npppo.normalization)
         obs = self.normalize_obs(batch.obs)
@@ -386,68 +401,26 @@ class PPO:
         values, returns, advantages = self.targets_and_advantages(batch, obs, rewards)
         # the stored actions and their log π_θold stay float64: with a small σ, rounding the action to
         # float32 moves the log-density by far more than a step does (docs/math.md, float32 and small σ)
-        actions, old_log_prob = batch.actions, batch.log_prob
-        advantages, targets, old_values = (x.astype(self.dtype) for x in (advantages, returns, values))
+        actor_data = ActorData(obs, batch.actions, batch.log_prob, advantages.astype(self.dtype))
+        critic_data = CriticData(obs, returns.astype(self.dtype), values.astype(self.dtype))
 
-        # 4-5. k1 actor passes of the clipped surrogate (mu and sigma optimizers), k2 critic passes of the
-        # squared error (critic optimizer). They share nothing (separate parameters, optimizers and
-        # shuffle streams; targets fixed before either), so with workers > 1 they run side by side:
-        # steps of at least THREADED_UPDATE_MIN_ROWS rows on threads (the critic's passes in one, and a
-        # long batch's gradients in fixed blocks of rows, losses.row_blocks, on two); smaller steps,
-        # whose cost is Python's rather than BLAS's, with the critic's passes in a local rollout
-        # worker's process (its parameters and optimizer state sent there and back). The same results.
-        # With recompute_advantages the actor's epoch e needs the critic after e critic epochs, so the two
-        # alternate in this process (_alternating_epochs): neither side by side option applies, only the
-        # row blocks of long steps still share the two threads.
-        actor_rng = streams.generator(streams.ACTOR_SHUFFLE, self.seed, self.iteration)
-        rows_per_step = batch.steps if cfg.batch_size is None else min(cfg.batch_size, batch.steps)
-        parallel = self.workers > 1 and rows_per_step >= THREADED_UPDATE_MIN_ROWS
-        alternate = cfg.recompute_advantages
-        offload = self.workers > 1 and not parallel and not alternate and hasattr(self._backend, "start_critic")
-        critic_args = (obs, targets, old_values, lr_scale, self.seed, self.iteration)
+        # 4-5. k1 actor passes of the clipped surrogate, k2 critic passes of the squared error: side by
+        # side where the run's passes allow it, alternating epoch by epoch with recompute_advantages
+        passes, critic_optimizer = self._update_passes(), self.optimizers["critic"]
         try:
-            with ThreadPoolExecutor(1) if parallel and not alternate else nullcontext() as pool, \
-                    ThreadPoolExecutor(2) if parallel else nullcontext() as blocks_pool:
-                map_blocks = blocks_pool.map if parallel else map  # both networks' row blocks share the two threads
-                critic_twins = self._twins_of("critic", batch.steps)
-                critic_result = (pool.submit(critic_passes, critic_twins, self.optimizers["critic"], cfg, *critic_args,
-                                             map_blocks) if pool is not None else None)
-                if offload:
-                    self._backend.start_critic((self.critic.params, self.optimizers["critic"].state(), *critic_args))
-                policies = self._twins_of("policy", batch.steps)
-                actor_data = (obs, actions, old_log_prob, advantages)
-                actor_norms = []
-                if alternate:
-                    actor_epoch, critic_epoch, critic_norms = self._alternating_epochs(
-                        batch, rewards, policies, critic_twins, actor_data, targets, old_values, ent_coef, lr_scale,
-                        actor_rng, map_blocks, actor_norms)
-                else:
-                    # fused unless a float32 sigma is so small that the log-density must read the rollout's
-                    # row-by-row mu (losses.rollout_distribution), which the compiled epoch does not do
-                    fused = (fused_update.fallback_reason(cfg, rows_per_step) is None
-                             and not reads_rollout_distribution(self.policy, *self.policy.forward(obs)))
-                    if fused:  # every epoch's steps in one compiled call
-                        actor_epoch, actor_norms = fused_update.actor_passes(
-                            self.policy, {g: self.optimizers[g] for g in ("mu", "sigma")}, cfg, obs, actions,
-                            old_log_prob, advantages, ent_coef, lr_scale, actor_rng, self.iteration,
-                            self._squash_bounds)
-                    for _ in range(0 if fused else cfg.actor_epochs):
-                        actor_epoch, stopped = self._actor_epoch(policies, actor_data, ent_coef, lr_scale, actor_rng,
-                                                                 map_blocks, actor_norms)
-                        if stopped:
-                            break
-                    if offload:
-                        params, state, critic_epoch, critic_norms = self._backend.finish_critic()
-                        self.critic.set_params(params)
-                        self.optimizers["critic"].load_state(state)
-                    elif critic_result is not None:
-                        critic_epoch, critic_norms = critic_result.result()
-                    else:
-                        critic_epoch, critic_norms = critic_passes(critic_twins, self.optimizers["critic"], cfg,
-                                                                   *critic_args)
+            if cfg.recompute_advantages:
+                actor_epoch, actor_norms, critic_epoch, critic_norms = alternating_passes(
+                    self._actor, self._critic_twins, critic_optimizer, cfg, actor_data, critic_data,
+                    functools.partial(self._targets_now, batch, obs, rewards), ent_coef, lr_scale, self.seed,
+                    self.iteration, passes.map_blocks)
+            else:
+                passes.start_critic(self._critic_twins, critic_optimizer, critic_data, lr_scale, self.seed,
+                                    self.iteration)
+                actor_epoch, actor_norms = actor_passes(self._actor, cfg, actor_data, ent_coef, lr_scale, self.seed,
+                                                        self.iteration, passes.map_blocks)
+                critic_epoch, critic_norms = passes.finish_critic()
         except BaseException:
-            if offload:
-                self.close()  # a critic job may still be running: workers start afresh at the next collect
+            passes.abandon()
             raise
 
         # 6. θold ← θ, φold ← φ: the next rollout and targets use the networks as they are now
@@ -455,84 +428,12 @@ class PPO:
             self.obs_rms.update(batch.obs)
         self.iteration += 1
         self.num_timesteps += batch.steps
-        returns_var = float(np.var(returns))
-        episodes = batch.episode_returns
-        iteration_s = rollout_s + time.perf_counter() - start
-        metrics = {
-            "iteration": self.iteration,
-            "steps": self.num_timesteps,
-            "batch_steps": batch.steps,
-            "episodes": int(episodes.size),
-            "return_mean": float(episodes.mean()) if episodes.size else math.nan,
-            "return_std": float(episodes.std()) if episodes.size else math.nan,
-            "return_min": float(episodes.min()) if episodes.size else math.nan,
-            "return_max": float(episodes.max()) if episodes.size else math.nan,
-            "length_mean": float(batch.episode_lengths.mean()) if episodes.size else math.nan,
-            # the losses and diagnostics of each network's last epoch
-            "actor_loss": float(np.mean([info.loss for info in actor_epoch])),
-            "critic_loss": float(np.mean(critic_epoch)),
-            "entropy": float(np.mean([info.entropy for info in actor_epoch])),
-            "approx_kl": float(np.mean([info.approx_kl for info in actor_epoch])),
-            "clip_fraction": float(np.mean([info.clip_fraction for info in actor_epoch])),
-            "sigma_mean": float(np.mean([info.sigma_mean for info in actor_epoch])),
-            "explained_variance": 1.0 - float(np.var(returns - values)) / returns_var if returns_var > 0 else math.nan,
-            # gradient norms before clipping, over every step of the iteration
-            "grad_norm_mu": float(np.mean([norms[0] for norms in actor_norms])) if actor_norms else math.nan,
-            "grad_norm_sigma": float(np.mean([norms[1] for norms in actor_norms])) if actor_norms else math.nan,
-            "grad_norm_critic": float(np.mean([norms[0] for norms in critic_norms])),
-            "actor_updates": len(actor_norms),
-            "ent_coef": ent_coef,
-            "lr_scale": lr_scale,
-            "rollout_s": rollout_s,
-            "update_s": iteration_s - rollout_s,
-            "steps_per_s": batch.steps / iteration_s,
-        }
-        self.history.append(metrics)
-        return metrics
+        return Update(values, returns, actor_epoch, actor_norms, critic_epoch, critic_norms)
 
-    def _actor_epoch(self, policies: list[GaussianPolicy], data: tuple, ent_coef: float, lr_scale: float,
-                     rng: np.random.Generator, map_blocks, norms: list) -> tuple[list, bool]:
-        """One pass of the clipped surrogate over the batch ``data`` = (obs, actions, old_log_prob,
-        advantages), minibatches shuffled by ``rng``; appends each step's gradient norms to ``norms``.
-        target_kl as in SB3: a minibatch whose approx KL, measured before its step, exceeds 1.5 target_kl
-        takes no step and ends the actor's epochs (docs/math.md). Returns (the minibatches' loss infos,
-        whether target_kl stopped the epoch)."""
-        cfg, (obs, actions, old_log_prob, advantages) = self.config, data
-        kl_limit = math.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
-        optimizers = {g: self.optimizers[g] for g in ("mu", "sigma")}
-        epoch = []
-        for idx in minibatches(obs.shape[0], cfg.batch_size, rng):
-            info = actor_loss_blocks(policies, _take(obs, idx), _take(actions, idx), _take(old_log_prob, idx),
-                                     _take(advantages, idx), cfg.clip_eps, ent_coef, map_blocks, self._squash_bounds)
-            epoch.append(info)
-            if info.approx_kl > kl_limit:
-                return epoch, True
-            norms.append(optimizer_step(optimizers, self.policy, info.loss, lr_scale, self.iteration))
-        return epoch, False
-
-    def _alternating_epochs(self, batch: Batch, rewards: np.ndarray, policies: list, critics: list, actor_data: tuple,
-                            targets: np.ndarray, old_values: np.ndarray, ent_coef: float, lr_scale: float,
-                            actor_rng: np.random.Generator, map_blocks, actor_norms: list) -> tuple:
-        """Steps 4-5 with ``recompute_advantages``: for e = 0 .. max(k1, k2) - 1, V(s_t), the targets G_t and
-        the advantages Â_t are recomputed with the critic after e critic epochs (at e = 0 they are V_φold's,
-        given), then one actor epoch (while e < k1 and target_kl has not stopped it) and one critic epoch
-        (while e < k2) on them; the critic's value clip is around the recomputed V. The same shuffle streams
-        as the ordinary update. Returns (last actor epoch's infos, last critic epoch's losses, critic norms)."""
-        cfg = self.config
-        obs, actions, old_log_prob, advantages = actor_data
-        critic_rng = streams.generator(streams.CRITIC_SHUFFLE, self.seed, self.iteration)
-        actor_epoch, critic_epoch, critic_norms, actor_done = [], [], [], False
-        for e in range(max(cfg.actor_epochs, cfg.critic_epochs)):
-            if e > 0:
-                values, returns, advantages = self.targets_and_advantages(batch, obs, rewards)
-                advantages, targets, old_values = (x.astype(self.dtype) for x in (advantages, returns, values))
-            if e < cfg.actor_epochs and not actor_done:
-                actor_epoch, actor_done = self._actor_epoch(policies, (obs, actions, old_log_prob, advantages),
-                                                            ent_coef, lr_scale, actor_rng, map_blocks, actor_norms)
-            if e < cfg.critic_epochs:
-                critic_epoch = critic_epoch_steps(critics, self.optimizers["critic"], cfg, obs, targets, old_values,
-                                                  lr_scale, self.iteration, critic_rng, map_blocks, critic_norms)
-        return actor_epoch, critic_epoch, critic_norms
+    def _targets_now(self, batch: Batch, obs: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(Â, G, V) with the critic as it is now, in the training dtype (recompute_advantages)."""
+        values, returns, advantages = self.targets_and_advantages(batch, obs, rewards)
+        return tuple(x.astype(self.dtype) for x in (advantages, returns, values))
 
     def targets_and_advantages(self, batch: Batch, obs: np.ndarray, rewards: np.ndarray | None = None
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -556,13 +457,6 @@ class PPO:
             advantages = normalize(advantages)
         return values, returns, advantages
 
-    def _twins_of(self, network: str, rows: int) -> list:
-        """``self.policy`` or ``self.critic`` and enough twins of it for the row blocks of ``rows`` (made once)."""
-        twins = self._twins[network]
-        while len(twins) < -(-rows // BLOCK_ROWS):
-            twins.append(getattr(self, network).twin() if twins else getattr(self, network))
-        return twins
-
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint (one .npz, written atomically); see :mod:`npppo.checkpoint`."""
@@ -574,6 +468,56 @@ class PPO:
         return checkpoint.load(cls, path, env)
 
 
+@dataclass
+class Update:
+    """What an update computed: V_φold and the targets G (T,) float64, and of each network its last
+    epoch's diagnostics (the actor's loss infos, the critic's losses) and every step's gradient norms."""
+
+    values: np.ndarray
+    returns: np.ndarray
+    actor_epoch: list[ActorLossInfo]
+    actor_norms: list[list[float]]
+    critic_epoch: list[float]
+    critic_norms: list[list[float]]
+
+
+def iteration_metrics(agent: PPO, batch: Batch, update: Update, ent_coef: float, lr_scale: float,
+                      rollout_s: float, iteration_s: float) -> dict[str, Any]:
+    """The metrics of the iteration that collected ``batch`` and made ``update`` (docs/config.md lists them)."""
+    episodes, actor_epoch, actor_norms = batch.episode_returns, update.actor_epoch, update.actor_norms
+    returns_var = float(np.var(update.returns))
+    return {
+        "iteration": agent.iteration,
+        "steps": agent.num_timesteps,
+        "batch_steps": batch.steps,
+        "episodes": int(episodes.size),
+        "return_mean": float(episodes.mean()) if episodes.size else math.nan,
+        "return_std": float(episodes.std()) if episodes.size else math.nan,
+        "return_min": float(episodes.min()) if episodes.size else math.nan,
+        "return_max": float(episodes.max()) if episodes.size else math.nan,
+        "length_mean": float(batch.episode_lengths.mean()) if episodes.size else math.nan,
+        # the losses and diagnostics of each network's last epoch
+        "actor_loss": float(np.mean([info.loss for info in actor_epoch])),
+        "critic_loss": float(np.mean(update.critic_epoch)),
+        "entropy": float(np.mean([info.entropy for info in actor_epoch])),
+        "approx_kl": float(np.mean([info.approx_kl for info in actor_epoch])),
+        "clip_fraction": float(np.mean([info.clip_fraction for info in actor_epoch])),
+        "sigma_mean": float(np.mean([info.sigma_mean for info in actor_epoch])),
+        "explained_variance": (1.0 - float(np.var(update.returns - update.values)) / returns_var if returns_var > 0
+                               else math.nan),
+        # gradient norms before clipping, over every step of the iteration
+        "grad_norm_mu": float(np.mean([norms[0] for norms in actor_norms])) if actor_norms else math.nan,
+        "grad_norm_sigma": float(np.mean([norms[1] for norms in actor_norms])) if actor_norms else math.nan,
+        "grad_norm_critic": float(np.mean([norms[0] for norms in update.critic_norms])),
+        "actor_updates": len(actor_norms),
+        "ent_coef": ent_coef,
+        "lr_scale": lr_scale,
+        "rollout_s": rollout_s,
+        "update_s": iteration_s - rollout_s,
+        "steps_per_s": batch.steps / iteration_s,
+    }
+
+
 def whole_steps(total_steps) -> int:
     """``total_steps`` as an int: a positive integer, or a float that is a whole number (``1e5``)."""
     if isinstance(total_steps, (float, np.floating)) and math.isfinite(total_steps) and total_steps.is_integer():
@@ -582,68 +526,3 @@ def whole_steps(total_steps) -> int:
         raise ValueError(f"total_steps must be a positive integer (or a whole float such as 1e5), "
                          f"got {total_steps!r}")
     return int(total_steps)
-
-
-def _take(array: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
-    return array if idx is None else array[idx]
-
-
-def minibatches(n: int, batch_size: int | None, rng: np.random.Generator):
-    """Index arrays of shuffled minibatches of ``batch_size`` rows, or a single ``None`` for the full batch."""
-    if batch_size is None or batch_size >= n:
-        yield None
-        return
-    order = rng.permutation(n)
-    for begin in range(0, n, batch_size):
-        yield order[begin : begin + batch_size]
-
-
-def optimizer_step(optimizers: dict[str, Optimizer], model, loss: float, lr_scale: float, iteration: int
-                   ) -> list[float]:
-    """Check the loss and gradients are finite, then step each optimizer; returns the grad norms."""
-    norms = [l2_norm(model.grad[optimizer.start : optimizer.stop]) for optimizer in optimizers.values()]
-    if not math.isfinite(loss) or not all(map(math.isfinite, norms)):
-        raise nonfinite_error(iteration, "actor" if "mu" in optimizers else "critic", loss,
-                              dict(zip(optimizers, norms, strict=True)))
-    for optimizer, norm in zip(optimizers.values(), norms, strict=True):
-        optimizer.step(model.params, model.grad, lr_scale, norm)
-    return norms
-
-
-def critic_passes(critics: list[Critic], optimizer: Optimizer, config: PPOConfig, obs: np.ndarray,
-                  targets: np.ndarray, old_values: np.ndarray, lr_scale: float, seed: int, iteration: int,
-                  map_blocks=map) -> tuple[list[float], list[list[float]]]:
-    """Step 5: k2 passes of the critic's squared error on ``critics`` (the critic and its twins for
-    row blocks), shuffled by the critic's own stream (:data:`npppo.streams.CRITIC_SHUFFLE`); returns the last
-    epoch's losses and every step's gradient norm. Run by the learner, or by a rollout worker
-    beside the actor's passes (:meth:`npppo.backends.local.LocalWorkers.start_critic`)."""
-    rng = streams.generator(streams.CRITIC_SHUFFLE, seed, iteration)
-    rows = obs.shape[0] if config.batch_size is None else min(config.batch_size, obs.shape[0])
-    if fused_update.fallback_reason(config, rows) is None:  # all epochs in one compiled call
-        return fused_update.critic_passes(critics[0], optimizer, config, obs, targets, old_values, lr_scale, rng,
-                                          iteration)
-    epoch, norms = [], []
-    for _ in range(config.critic_epochs):
-        epoch = critic_epoch_steps(critics, optimizer, config, obs, targets, old_values, lr_scale, iteration, rng,
-                                   map_blocks, norms)
-    return epoch, norms
-
-
-def critic_epoch_steps(critics: list[Critic], optimizer: Optimizer, config: PPOConfig, obs: np.ndarray,
-                       targets: np.ndarray, old_values: np.ndarray, lr_scale: float, iteration: int,
-                       rng: np.random.Generator, map_blocks, norms: list) -> list[float]:
-    """One pass of the critic's squared error over the batch (obs (T, obs_dim), targets and old_values
-    (T,)), minibatches shuffled by ``rng``; appends each step's gradient norm to ``norms``, returns the losses."""
-    epoch = []
-    for idx in minibatches(obs.shape[0], config.batch_size, rng):
-        loss = critic_loss_blocks(critics, _take(obs, idx), _take(targets, idx), _take(old_values, idx),
-                                  config.value_clip, map_blocks)
-        norms.append(optimizer_step({"critic": optimizer}, critics[0], loss, lr_scale, iteration))
-        epoch.append(loss)
-    return epoch
-
-
-def make_optimizer(config: PPOConfig, start: int, stop: int, lr: float, dtype) -> Optimizer:
-    """The optimizer ``config`` chooses, for the slice ``[start, stop)`` of a parameter vector."""
-    return Optimizer(config.optimizer, start, stop, lr, momentum=config.momentum, betas=tuple(config.adam_betas),
-                     eps=config.adam_eps, max_grad_norm=config.max_grad_norm, dtype=dtype)

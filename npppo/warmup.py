@@ -87,7 +87,7 @@ def compile_update_kernels(agent) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the config's own warnings were given for the real agent
         twin = type(agent).from_spaces(spaces, agent.config, agent.seed)
-    twin.update(made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4), total_steps=1_000_000)
+    twin.train_iteration(1_000_000, made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4))
 
 
 def made_up_batch(obs_dim: int, action_dim: int, episode_steps: int) -> Batch:

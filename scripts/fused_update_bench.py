@@ -36,7 +36,7 @@ def critic_steps(config, batch_steps: int) -> int:
 def step_costs(agent, batch_steps: int, repeats: int) -> dict:
     """µs per actor and per critic minibatch step, today's loop and fused, on one epoch of random rows."""
     from npppo.losses import actor_loss_blocks, critic_loss_blocks
-    from npppo.ppo import minibatches, optimizer_step
+    from npppo.passes import minibatches, optimizer_step
 
     config, dtype = agent.config.replace(actor_epochs=1, critic_epochs=1), agent.dtype
     rng = np.random.default_rng(0)

@@ -208,15 +208,12 @@ def update_variants(preset: str, env: str, iterations: int) -> dict[str, float]:
                                       ("critic_beside", 2, 10**9),
                                       ("critic_beside_and_blocks", 2, losses.BLOCK_ROWS)]:
         original, losses.BLOCK_ROWS = losses.BLOCK_ROWS, block_rows
-        import npppo.ppo
-
-        npppo.ppo.BLOCK_ROWS = block_rows
         try:
             with PPO(env, presets.get(preset), seed=0, workers=workers) as agent:
                 agent.learn(1)
                 variants[name] = _median(agent.train_iteration(10**12)["update_s"] for _ in range(iterations))
         finally:
-            losses.BLOCK_ROWS = npppo.ppo.BLOCK_ROWS = original
+            losses.BLOCK_ROWS = original
     return variants
 
 

@@ -238,8 +238,8 @@ def test_a_loaded_agent_updates_on_a_batch_exactly_as_the_original(tmp_path, cha
     agent = trained(changes)
     loaded = PPO.load(agent.save(tmp_path / "c.npz"), env=short_pendulum)
     batch = agent.collect()
-    expected = agent.update(batch, 400)
-    metrics = loaded.update(batch, 400)
+    expected = agent.train_iteration(400, batch)
+    metrics = loaded.train_iteration(400, batch)
     np.testing.assert_array_equal(loaded.policy.params, agent.policy.params)
     np.testing.assert_array_equal(loaded.critic.params, agent.critic.params)
     for key in ("ent_coef", "lr_scale", "steps", "actor_loss", "critic_loss", "iteration"):

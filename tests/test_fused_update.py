@@ -15,7 +15,7 @@ from npppo.critic import Critic
 from npppo.errors import TrainingError
 from npppo.losses import actor_loss_terms, squared_error_grad
 from npppo.policy import GaussianPolicy
-from npppo.ppo import critic_passes, make_optimizer, minibatches, optimizer_step
+from npppo.passes import CriticData, critic_passes, make_optimizer, minibatches, optimizer_step
 
 ROWS = 200  # with minibatches of 64: three full ones and one of 8
 TIGHT = {"rtol": 1e-12, "atol": 1e-13}
@@ -150,8 +150,8 @@ CRITIC_CASES = {"squared error, sgd": {}, "value clip, adam": dict(value_clip=0.
 def test_fused_critic_epochs_equal_todays_steps(changes, tiny_config):
     config, ref_critic, ref_optimizer, batch = critic_setup(tiny_config, changes)
     _, critic, optimizer, _ = critic_setup(tiny_config, changes)
-    ref_losses, ref_norms = critic_passes([ref_critic], ref_optimizer, config.replace(fused_update="off"), *batch,
-                                          0.8, 4, 11)
+    ref_losses, ref_norms = critic_passes([ref_critic], ref_optimizer, config.replace(fused_update="off"),
+                                          CriticData(*batch), 0.8, 4, 11)
     losses, norms = fused_update.critic_passes(critic, optimizer, config, *batch, 0.8,
                                                streams.generator(streams.CRITIC_SHUFFLE, 4, 11), 11)
     assert len(norms) == len(ref_norms) > 1

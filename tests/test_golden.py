@@ -20,7 +20,7 @@ import pytest
 from golden_cases import CASES, GOLDEN, differences, run_case
 
 import npppo.fused_update
-import npppo.ppo
+import npppo.passes
 from npppo import presets
 from npppo.nn.layers import Dense
 
@@ -91,12 +91,12 @@ def test_one_extra_iteration_fails():
 
 @pytest.mark.skipif(UPDATE, reason="the golden files are being rewritten")
 def test_another_shuffle_stream_fails(monkeypatch):
-    minibatches = npppo.ppo.minibatches
+    minibatches = npppo.passes.minibatches
 
     def reshuffled(n, batch_size, rng):
         return minibatches(n, batch_size, np.random.default_rng(rng.integers(2**63)))
 
-    monkeypatch.setattr(npppo.ppo, "minibatches", reshuffled)
+    monkeypatch.setattr(npppo.passes, "minibatches", reshuffled)
     orders = npppo.fused_update._orders  # the fused update draws every epoch's order at once
 
     def reshuffled_orders(n, batch_size, epochs, rng):

@@ -1,6 +1,6 @@
 """The agent's wiring in ppo.py, against an independent plain-NumPy reference of one whole update.
 
-``agent.update(batch, total_steps)`` is recomputed here from the public pieces only: V_φold before
+``agent.train_iteration(total_steps, batch)`` is recomputed here from the public pieces only: V_φold before
 any step, n-step or GAE targets (written out again below, not the library's kernels), termination
 vs truncation, advantage normalisation, the entropy and learning-rate schedules, k1 actor and k2
 critic steps (full batch, or minibatches drawn from the actor's and the critic's own shuffle streams
@@ -389,7 +389,6 @@ BLOCK_CASES = {
 def test_two_updates_match_the_plain_numpy_reference(case, obs_statistics, monkeypatch):
     make_env, changes, block_rows = CASES[case] + (4096,) if case in CASES else BLOCK_CASES[case]
     monkeypatch.setattr(npppo.losses, "BLOCK_ROWS", block_rows)
-    monkeypatch.setattr(npppo.ppo, "BLOCK_ROWS", block_rows)
     config = tiny(**changes)
     agent = PPO(make_env, config, seed=4)
     reference = Reference(agent, PPO(make_env, config, seed=99), block_rows)
@@ -397,7 +396,7 @@ def test_two_updates_match_the_plain_numpy_reference(case, obs_statistics, monke
     for iteration in range(2):
         batch = agent.collect()
         expected = reference.update(batch, total_steps)
-        metrics = agent.update(batch, total_steps)
+        metrics = agent.train_iteration(total_steps, batch)
         assert_params_close(agent.policy.params, reference.policy.params)
         assert_params_close(agent.critic.params, reference.critic.params)
         expected["iteration"] = iteration + 1
@@ -647,7 +646,7 @@ def test_timing_metrics_add_up():
     assert metrics["rollout_s"] > 0 and metrics["update_s"] > 0
     assert metrics["rollout_s"] + metrics["update_s"] <= wall  # each phase timed, not the clock's reading
     assert metrics["steps_per_s"] == pytest.approx(40 / (metrics["rollout_s"] + metrics["update_s"]), rel=1e-9)
-    direct = agent.update(agent.collect(), 1000)  # update() alone: no rollout time given
+    direct = agent.train_iteration(1000, agent.collect())  # a batch given: no rollout time
     assert direct["rollout_s"] == 0.0 and direct["steps_per_s"] == pytest.approx(40 / direct["update_s"], rel=1e-9)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from npppo import PPO, presets, streams
 from npppo.envs import EnvFactory
-from npppo.ppo import critic_epoch_steps
+from npppo.passes import ActorData, CriticData, actor_epoch, critic_epoch
 
 TOTAL = 4000
 
@@ -32,7 +32,7 @@ def test_each_epoch_uses_advantages_and_targets_from_the_critic_as_it_is_then(ep
     actor_epochs, critic_epochs = epochs
     cfg = config(actor_epochs=actor_epochs, critic_epochs=critic_epochs)
     agent, reference = (PPO(EnvFactory("Pendulum-v1", max_episode_steps=100), cfg, seed=4) for _ in range(2))
-    agent.update(agent.collect(), TOTAL)
+    agent.train_iteration(TOTAL)
 
     # the same iteration by hand: recompute, one actor epoch, one critic epoch, in turn
     batch = reference.collect()
@@ -45,11 +45,11 @@ def test_each_epoch_uses_advantages_and_targets_from_the_critic_as_it_is_then(ep
         values, returns, advantages = reference.targets_and_advantages(batch, obs, rewards)
         if e < actor_epochs:
             # the stored actions and their log-probabilities stay float64 (issue 20: small sigma in float32)
-            data = (obs, batch.actions, batch.log_prob, advantages.astype(dtype))
-            reference._actor_epoch([reference.policy], data, ent_coef, lr_scale, actor_rng, map, [])
+            data = ActorData(obs, batch.actions, batch.log_prob, advantages.astype(dtype))
+            actor_epoch(reference._actor, cfg, data, ent_coef, lr_scale, actor_rng, 0, map, [])
         if e < critic_epochs:
-            critic_epoch_steps([reference.critic], reference.optimizers["critic"], cfg, obs, returns.astype(dtype),
-                               values.astype(dtype), lr_scale, 0, critic_rng, map, [])
+            critic_epoch([reference.critic], reference.optimizers["critic"], cfg,
+                         CriticData(obs, returns.astype(dtype), values.astype(dtype)), lr_scale, 0, critic_rng, map, [])
     assert np.array_equal(agent.policy.params, reference.policy.params)
     assert np.array_equal(agent.critic.params, reference.critic.params)
 
@@ -66,7 +66,7 @@ def test_with_one_epoch_each_it_changes_nothing():
 
 
 def test_workers_give_the_same_bits_with_the_row_blocks_on_threads():
-    # 512-row steps with 2 workers take the threaded path (THREADED_UPDATE_MIN_ROWS): only the row
+    # 512-row steps with 2 workers take the threaded path (npppo.passes.THREADED_MIN_ROWS): only the row
     # blocks use the threads; the critic's side-by-side pass does not apply
     cfg = config(steps_per_batch=1024, batch_size=512)
     one, two = params_after(cfg, 2, workers=1), params_after(cfg, 2, workers=2)

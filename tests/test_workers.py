@@ -63,7 +63,7 @@ def train(config, workers: int, steps: int, env=None, callback=None) -> PPO:
 @pytest.mark.parametrize("small_steps_min_rows", [0, 10**9], ids=["update-on-threads", "critic-in-a-worker"])
 def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, small_steps_min_rows, monkeypatch):
     # with workers, these small update steps run on two threads, or with the critic's in worker 0
-    monkeypatch.setattr("npppo.ppo.THREADED_UPDATE_MIN_ROWS", small_steps_min_rows)
+    monkeypatch.setattr("npppo.passes.THREADED_MIN_ROWS", small_steps_min_rows)
     config = tiny_config(**{"num_envs": 3, "episodes_per_batch": 5, **changes})
     runs = [train(config, workers, 900) for workers in (1, 2, 3)]
     for other in runs[1:]:
@@ -105,19 +105,19 @@ def test_a_killed_worker_is_replaced_and_the_result_does_not_change(tiny_config,
 
 def test_a_worker_lost_during_the_critics_passes_is_replaced_and_the_result_does_not_change(tiny_config,
                                                                                             monkeypatch, capsys):
-    from npppo.backends.local import LocalWorkers
+    from npppo.backends.local import WorkerCriticPasses
 
     config = tiny_config(num_envs=2, episodes_per_batch=4, batch_size=32)  # small steps: the critic's in worker 0
     straight = train(config, 2, 800)
-    start_critic, killed = LocalWorkers.start_critic, []
+    start_critic, killed = WorkerCriticPasses.start_critic, []
 
-    def start_and_kill(workers, job):
-        start_critic(workers, job)
+    def start_and_kill(passes, *job):
+        start_critic(passes, *job)
         if not killed:
-            killed.append(workers.workers[0][0].pid)
+            killed.append(passes.workers.workers[0][0].pid)
             os.kill(killed[0], signal.SIGKILL)
 
-    monkeypatch.setattr(LocalWorkers, "start_critic", start_and_kill)
+    monkeypatch.setattr(WorkerCriticPasses, "start_critic", start_and_kill)
     again = train(config, 2, 800)
     np.testing.assert_array_equal(again.policy.params, straight.policy.params)
     np.testing.assert_array_equal(again.critic.params, straight.critic.params)

@@ -27,6 +27,7 @@ from npppo.backends import collect, count_failure, make_sampler, split_work
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import ConfigError, EnvError, TrainingError
+from npppo.passes import CriticData, critic_passes, make_optimizer
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -71,21 +72,51 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
 def _critic_of(config: PPOConfig, obs_dim: int):
     """A critic and its optimizer for the learner's critic passes (parameters and state come with each job)."""
     from npppo.critic import Critic
-    from npppo.ppo import make_optimizer
 
     critic = Critic(obs_dim, config, np.random.default_rng(0))
     return critic, make_optimizer(config, 0, critic.params.shape[0], config.critic_lr, critic.dtype)
 
 
-def _critic_passes(critic, optimizer, config: PPOConfig, params, state, *args):
-    """:func:`npppo.ppo.critic_passes` from the learner's parameters and optimizer state; returns both
+def _critic_passes(critic, optimizer, config: PPOConfig, params, state, obs, targets, old_values, *args):
+    """:func:`npppo.passes.critic_passes` from the learner's parameters and optimizer state; returns both
     as they end, with the losses and gradient norms."""
-    from npppo.ppo import critic_passes
-
     critic.set_params(params)
     optimizer.load_state(state)
-    losses, norms = critic_passes([critic], optimizer, config, *args)
+    losses, norms = critic_passes([critic], optimizer, config, CriticData(obs, targets, old_values), *args)
     return critic.params.copy(), optimizer.state(), losses, norms
+
+
+class WorkerCriticPasses:
+    """The critic's passes in worker 0's process, beside the learner's actor passes (:mod:`npppo.passes`
+    says what crosses, and when this is chosen)."""
+
+    map_blocks = map
+
+    def __init__(self, workers: LocalWorkers) -> None:
+        self.workers, self.job = workers, None
+
+    def start_critic(self, twins, optimizer, data, lr_scale: float, seed: int, iteration: int) -> None:
+        self.job = ("critic", twins.models[0].params, optimizer.state(), data.obs, data.targets, data.old_values,
+                    lr_scale, seed, iteration)
+        self.critic, self.optimizer = twins.models[0], optimizer
+        self.workers._send(0, self.job)
+
+    def finish_critic(self):
+        """The job's (losses, norms), the critic and its optimizer set to where they ended; a worker
+        lost on the way is replaced and the job run again (the same inputs, the same result)."""
+        job, self.job = self.job, None
+        params, state, losses, norms = self.workers._receive(0, job)
+        self.critic.set_params(params)
+        self.optimizer.load_state(state)
+        return losses, norms
+
+    def abandon(self) -> None:
+        if self.job is not None:  # the job may still run in worker 0: its answer would be read as a batch
+            self.job = None
+            self.workers.close()
+
+    def close(self) -> None:
+        pass
 
 
 def check_main_module() -> None:
@@ -129,6 +160,7 @@ class LocalWorkers:
             self.context.set_forkserver_preload(["npppo.backends.local"])
         self.started = [np.asarray(episodes_started)[ids] for ids in slices]
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
+        self.critic_passes = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
         # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start once it is
         # ready and load them from the cache, instead of all compiling the same kernels side by side
@@ -168,17 +200,6 @@ class LocalWorkers:
             batch, self.started[w] = self._receive(w, messages[w])
             parts.append(batch)
         return Batch.concatenate(parts)
-
-    def start_critic(self, job: tuple) -> None:
-        """Send the learner's critic passes (:func:`npppo.ppo.critic_passes`'s inputs after the critic,
-        led by its parameters and optimizer state) to worker 0, to run beside the actor's passes."""
-        self._critic_job = ("critic", *job)
-        self._send(0, self._critic_job)
-
-    def finish_critic(self) -> tuple:
-        """(critic parameters, optimizer state, last epoch's losses, gradient norms) of the job sent; a
-        worker lost on the way is replaced and the job run again (the same inputs, the same result)."""
-        return self._receive(0, self._critic_job)
 
     def episodes_started(self) -> list[int]:
         """Fixed-step batches: how many episodes each of the run's environments has begun."""
@@ -232,6 +253,10 @@ class LocalWorkers:
             process.kill()
             process.join(timeout=5)
         conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return all(worker is None for worker in self.workers)
 
     def close(self) -> None:
         """Stop every worker (asked first, killed if it does not end within seconds)."""
