@@ -223,8 +223,6 @@ class PPO:
         self.close()
 
     def _rollout_backend(self):
-        if self._backend is not None and getattr(self._backend, "closed", False):
-            self.close()  # stopped with a failed update whose critic passes ran in a worker
         if self._backend is None:
             spaces = (self.obs_dim, self.action_dim, self.action_low, self.action_high)
             slices = env_slices(self.num_envs, self.workers)
@@ -421,6 +419,8 @@ class PPO:
                 critic_epoch, critic_norms = passes.finish_critic()
         except BaseException:
             passes.abandon()
+            if getattr(self._backend, "closed", False):
+                self.close()  # the critic's passes failed in a worker, which stopped them all: start afresh
             raise
 
         # 6. θold ← θ, φold ← φ: the next rollout and targets use the networks as they are now

@@ -22,6 +22,7 @@ from typing import TextIO
 import numpy as np
 from numba.core import event
 
+from npppo.errors import TrainingError
 from npppo.sampler import Batch
 
 COMPILING_LINE = "npppo: compiling kernels (first run only: about 20 s before the first iteration)"
@@ -87,7 +88,10 @@ def compile_update_kernels(agent) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the config's own warnings were given for the real agent
         twin = type(agent).from_spaces(spaces, agent.config, agent.seed)
-    twin.train_iteration(1_000_000, made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4))
+    try:
+        twin.train_iteration(1_000_000, made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4))
+    except TrainingError:
+        pass  # a config that diverges at once does so on made-up numbers too: the real update will say so
 
 
 def made_up_batch(obs_dim: int, action_dim: int, episode_steps: int) -> Batch:

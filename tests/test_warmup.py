@@ -71,3 +71,10 @@ def test_compiling_the_update_kernels_leaves_the_agent_untouched():
     assert arrays.keys() == after_arrays.keys()
     for name, value in arrays.items():
         assert np.array_equal(value, after_arrays[name]), name
+
+
+def test_a_config_that_diverges_at_once_is_left_to_the_real_update_to_report():
+    # the warm-up's made-up batch diverges too: that must not stop the workers' start (the real
+    # update, in the learner or in worker 0, reports it with the run's iteration)
+    config = presets.get("pendulum").replace(optimizer="sgd", critic_lr=1e30, max_grad_norm=None)
+    compile_update_kernels(PPO("Pendulum-v1", config, seed=0))

@@ -104,14 +104,14 @@ class WorkerCriticPasses:
     def finish_critic(self):
         """The job's (losses, norms), the critic and its optimizer set to where they ended; a worker
         lost on the way is replaced and the job run again (the same inputs, the same result)."""
-        job, self.job = self.job, None
-        params, state, losses, norms = self.workers._receive(0, job)
+        params, state, losses, norms = self.workers._receive(0, self.job)
+        self.job = None
         self.critic.set_params(params)
         self.optimizer.load_state(state)
         return losses, norms
 
     def abandon(self) -> None:
-        if self.job is not None:  # the job may still run in worker 0: its answer would be read as a batch
+        if self.job is not None:  # worker 0 may still run the job, or have ended with its error
             self.job = None
             self.workers.close()
 
