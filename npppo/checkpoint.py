@@ -240,7 +240,7 @@ def load(cls, path: str | Path, env=None):
             rms.mean = np.array(arrays["return_rms.mean"], np.float64)
             rms.var = np.array(arrays["return_rms.var"], np.float64)
             rms.count = float(arrays["return_rms.count"])
-        agent.episodes_started = [int(n) for n in meta["episodes_started"]]
+        agent.rollout.load_state({"episodes_started": meta["episodes_started"]})
         agent.act_rng.bit_generator.state = meta["act_rng"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {exc}") from exc

@@ -24,25 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from npppo import checkpoint, streams
-from npppo.backends import BACKENDS, RAY_CONNECT_TIMEOUT_S, InProcess, check_picklable, env_slices, usable_cores
+from npppo.backends import MAX_WORKER_FAILURES, RAY_CONNECT_TIMEOUT_S
+from npppo.backends.rollout import Rollout
 from npppo.config import PPOConfig
 from npppo.critic import Critic
-from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, env_name, make_env
-from npppo.envs.make import EPISODE_STEP_LIMIT, check_episode_step_limit
-from npppo.errors import CheckpointError, ConfigError, EnvError
+from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, make_env
+from npppo.envs.make import EPISODE_STEP_LIMIT
+from npppo.errors import CheckpointError
 from npppo.evaluation import evaluate
 from npppo.losses import ActorLossInfo
 from npppo.normalization import RewardNormalizer, RunningMeanStd
-from npppo.passes import (Actor, ActorData, BlockTwins, CriticData, actor_passes, alternating_passes, make_optimizer,
-                          passes_for)
+from npppo.passes import Actor, ActorData, BlockTwins, CriticData, actor_passes, alternating_passes, make_optimizer
 from npppo.policy import GaussianPolicy
 from npppo.returns import gae_advantages, n_step_returns, normalize
-from npppo.sampler import Batch, Sampler
+from npppo.sampler import Batch
 from npppo.threads import apply_default_threads
+from npppo.warmup import compile_update_kernels
 
 Callback = Callable[["PPO", dict[str, Any]], bool | None]
 Spaces = tuple[int, int, np.ndarray, np.ndarray]  # obs_dim, action_dim, action_low, action_high
@@ -71,14 +71,13 @@ class PPO:
     """
 
     def __init__(self, env: EnvSpec, config: PPOConfig | None = None, seed: int = 0, *,
-                 workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
+                 workers: int | str = 1, backend: str = "local", max_worker_failures: int = MAX_WORKER_FAILURES,
                  ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S,
                  episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         first = make_env(env)
-        self._setup(check_spaces(first), config, seed, env)
+        self._setup(check_spaces(first), config, seed, env, first)
         self.set_workers(workers, backend, max_worker_failures, ray_address, ray_connect_timeout)
         self.episode_step_limit = episode_step_limit
-        self._envs = [first]
 
     @classmethod
     def from_spaces(cls, spaces: Spaces, config: PPOConfig | None = None, seed: int = 0,
@@ -89,14 +88,13 @@ class PPO:
         agent._setup(spaces, config, seed, env)
         return agent
 
-    def _setup(self, spaces: Spaces, config: PPOConfig | None, seed: int, env: EnvSpec | None) -> None:
+    def _setup(self, spaces: Spaces, config: PPOConfig | None, seed: int, env: EnvSpec | None, first_env=None
+               ) -> None:
         self.config = cfg = config if config is not None else PPOConfig()
         cfg.validate()
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
-        self.env_spec, self.env_id = env, env_name(env) if env is not None else None
-        self._envs: list | None = None
         self.obs_dim, self.action_dim, self.action_low, self.action_high = spaces
         self.dtype = np.dtype(cfg.dtype)
         init_rng = streams.generator(streams.INIT, self.seed)
@@ -114,19 +112,15 @@ class PPO:
         self.history: list[dict[str, Any]] = []
         self.loaded_model: str | None = None  # the model file (no training state) this agent was loaded from
         self.act_rng = streams.generator(streams.ACT, self.seed)
+        self.rollout = Rollout(env, spaces, cfg, self.seed, self.policy, first_env,
+                               warm_up=functools.partial(compile_update_kernels, self))
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
         self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
         if self._squash_bounds is not None:
             check_squash_bounds(self.action_low, self.action_high, self.env_id)
-        self._backend = None  # the rollout's backend, started at the first collect()
-        self._passes = None  # where the update's passes run, chosen with the backend (npppo.passes)
         self._actor = Actor(BlockTwins(self.policy), {g: self.optimizers[g] for g in ("mu", "sigma")},
                             self._squash_bounds)
         self._critic_twins = BlockTwins(self.critic)
-        self.workers, self.backend, self.max_worker_failures, self.ray_address = 1, "local", 3, None
-        self.ray_connect_timeout = RAY_CONNECT_TIMEOUT_S
-        self._episode_step_limit = EPISODE_STEP_LIMIT
-        self.episodes_started = [0] * self.num_envs  # fixed-step batches: episodes begun per environment
         if cfg.mu_activation == "relu" and np.any(self.action_low < 0):
             warnings.warn(
                 f"the mu head ends in ReLU (the seed's design), so the policy mean cannot go below 0, but "
@@ -135,124 +129,62 @@ class PPO:
                 stacklevel=3,
             )
 
-    # ------------------------------------------------------------------ environments
+    # ------------------------------------------------------------------ the rollout's environments and workers
     @property
     def envs(self) -> list:
         """The training environments, made on first use (a loaded agent needs none to act)."""
-        if self._envs is None:
-            self._envs = [self._make_env()]
-        if isinstance(self.env_spec, (str,)) or callable(self.env_spec):  # an instance cannot be copied
-            while len(self._envs) < self.config.num_envs:
-                self._envs.append(self._make_env())
-        return self._envs
-
-    def _make_env(self, spec: EnvSpec | None = None):
-        """An environment from ``spec`` (default: the agent's own), checked to fit this agent's sizes."""
-        spec = spec if spec is not None else self.env_spec
-        if spec is None:
-            raise EnvError(f"this agent has no environment to train or evaluate on (it was trained on "
-                           f"{self.env_id!r}, which a checkpoint cannot rebuild): load it with PPO.load(path, "
-                           "env=...), passing an id, a gymnasium.Env or a function returning one")
-        env = make_env(spec)
-        obs_dim, action_dim, _, _ = check_spaces(env)
-        if (obs_dim, action_dim) != (self.obs_dim, self.action_dim):
-            raise EnvError(
-                f"this agent was made for observation shape ({self.obs_dim},) and action shape ({self.action_dim},), "
-                f"but environment {env_name(spec)!r} has observation shape ({obs_dim},) and action shape "
-                f"({action_dim},)"
-            )
-        return env
+        return self.rollout.envs
 
     @property
     def num_envs(self) -> int:
         """How many environments the run steps: ``config.num_envs``, or 1 for an instance (not copyable)."""
-        return 1 if isinstance(self.env_spec, gym.Env) else self.config.num_envs
+        return self.rollout.num_envs
 
-    def set_workers(self, workers: int | str = 1, backend: str = "local", max_worker_failures: int = 3,
-                    ray_address: str | None = None, ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    env_spec = property(lambda self: self.rollout.env_spec, doc="The environment as given (id, instance or factory).")
+    workers = property(lambda self: self.rollout.workers, doc="How many processes step the environments.")
+    backend = property(lambda self: self.rollout.backend, doc='"local" or "ray".')
+    ray_address = property(lambda self: self.rollout.ray_address, doc="The Ray cluster joined, or None.")
+
+    @property
+    def env_id(self) -> str | None:
+        """The environment's name (kept in checkpoints, also when the environment itself cannot be)."""
+        return self.rollout.env_id
+
+    @env_id.setter
+    def env_id(self, name: str | None) -> None:
+        self.rollout.env_id = name
+
+    @property
+    def episodes_started(self) -> list[int]:
+        """Fixed-step batches: episodes begun per environment (their resets are seeded by it)."""
+        return self.rollout.episodes_started.tolist()
+
+    def set_workers(self, workers: int | str = 1, backend: str = "local",
+                    max_worker_failures: int = MAX_WORKER_FAILURES, ray_address: str | None = None,
+                    ray_connect_timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
         """Choose where the rollout runs (see the class docstring); stops workers already running.
         ``ray_address`` (Ray backend) joins that cluster, given up after ``ray_connect_timeout`` seconds;
         without it a local Ray is started."""
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}: choose one of {list(BACKENDS)}")
-        if workers == "auto":
-            workers = min(usable_cores(), self.num_envs)
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-            raise ConfigError(f"workers must be a positive integer or 'auto', got {workers!r}")
-        if isinstance(max_worker_failures, bool) or not isinstance(max_worker_failures, int) or max_worker_failures < 1:
-            raise ConfigError(f"max_worker_failures must be a positive integer, got {max_worker_failures!r}")
-        if isinstance(ray_connect_timeout, bool) or not isinstance(ray_connect_timeout, (int, float)) \
-                or not 0 < ray_connect_timeout < float("inf"):
-            raise ConfigError(f"ray_connect_timeout must be a positive number of seconds, got {ray_connect_timeout!r}")
-        if workers > 1 or backend != "local":
-            check_picklable(self.env_spec)
-        if backend == "ray":
-            from npppo.backends.ray import import_ray
-
-            import_ray()  # without the extra: one line saying how to install it, before any work
-        workers = min(int(workers), self.num_envs)
-        self.close()
-        self.workers, self.backend, self.max_worker_failures = workers, backend, max_worker_failures
-        self.ray_address, self.ray_connect_timeout = ray_address, float(ray_connect_timeout)
+        self.rollout.set_workers(workers, backend, max_worker_failures, ray_address, ray_connect_timeout)
 
     @property
     def episode_step_limit(self) -> int:
         """The longest episode a whole-episode batch or an evaluation waits for (see the class docstring)."""
-        return self._episode_step_limit
+        return self.rollout.episode_step_limit
 
     @episode_step_limit.setter
     def episode_step_limit(self, limit: int) -> None:
-        limit = check_episode_step_limit(limit)
-        if limit != self._episode_step_limit:
-            self.close()  # the workers hold the old bound; they start again at the next learn()
-        self._episode_step_limit = limit
+        self.rollout.episode_step_limit = limit
 
     def close(self) -> None:
         """Stop the rollout workers (they start again at the next :meth:`learn`)."""
-        passes, self._passes = self._passes, None
-        if passes is not None:
-            passes.close()
-        if self._backend is not None:
-            backend, self._backend = self._backend, None
-            backend.close()
+        self.rollout.close()
 
     def __enter__(self) -> PPO:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-    def _rollout_backend(self):
-        if self._backend is None:
-            spaces = (self.obs_dim, self.action_dim, self.action_low, self.action_high)
-            slices = env_slices(self.num_envs, self.workers)
-            if self.workers == 1 and self.backend == "local":
-                sampler = Sampler(self.envs, slices[0], self.policy, self.action_low, self.action_high, self.seed,
-                                  self.config.obs_clip if self.obs_rms is not None else None, self.episode_step_limit)
-                sampler.episodes_started[:] = self.episodes_started
-                self._backend = InProcess(sampler, self.config)
-            elif self.backend == "local":
-                from npppo.backends.local import LocalWorkers
-                from npppo.warmup import compile_update_kernels
-
-                self._backend = LocalWorkers(self.env_spec, self.config, spaces, self.seed, slices,
-                                             self.episodes_started, self.max_worker_failures, self.episode_step_limit,
-                                             while_first_starts=lambda: compile_update_kernels(self))
-            else:
-                from npppo.backends.ray import RayWorkers
-
-                self._backend = RayWorkers(self.env_spec, self.config, spaces, self.seed, slices,
-                                           self.episodes_started, self.max_worker_failures, self.ray_address,
-                                           self.ray_connect_timeout, self.episode_step_limit)
-            self._passes = passes_for(self.config, self.workers, getattr(self._backend, "critic_passes", None))
-        return self._backend
-
-    def _update_passes(self):
-        """Where the update's passes run (chosen with the rollout's backend; an update on a batch
-        collected elsewhere, before any rollout of this agent's, chooses without one)."""
-        if self._passes is None:
-            self._passes = passes_for(self.config, self.workers)
-        return self._passes
 
     # ------------------------------------------------------------------ acting
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -299,7 +231,7 @@ class PPO:
         that runs ``episode_step_limit`` steps without ending raises EnvError."""
         if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-        eval_env = self._make_env(env)
+        eval_env = self.rollout.make_env(env)
         return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames,
                         self.episode_step_limit)
 
@@ -376,16 +308,9 @@ class PPO:
 
     def collect(self) -> Batch:
         """Step 1: run π_θold for one batch (whole episodes or a fixed number of steps), in this process
-        or on the workers; a failure stops the workers (they start afresh at the next call)."""
+        or on the workers (:class:`npppo.backends.rollout.Rollout`)."""
         obs_stats = (self.obs_rms.mean, self.obs_rms.var) if self.obs_rms is not None else None
-        try:
-            backend = self._rollout_backend()
-            batch = backend.collect(self.iteration, self.policy.params, obs_stats)
-        except BaseException:
-            self.close()
-            raise
-        self.episodes_started = backend.episodes_started()
-        return batch
+        return self.rollout.collect(self.iteration, self.policy.params, obs_stats)
 
     def update(self, batch: Batch, ent_coef: float, lr_scale: float) -> Update:
         """Steps 2-6 on a collected batch: targets and advantages with V_φold, k1 actor passes, k2
@@ -404,7 +329,7 @@ class PPO:
 
         # 4-5. k1 actor passes of the clipped surrogate, k2 critic passes of the squared error: side by
         # side where the run's passes allow it, alternating epoch by epoch with recompute_advantages
-        passes, critic_optimizer = self._update_passes(), self.optimizers["critic"]
+        passes, critic_optimizer = self.rollout.update_passes(), self.optimizers["critic"]
         try:
             if cfg.recompute_advantages:
                 actor_epoch, actor_norms, critic_epoch, critic_norms = alternating_passes(
@@ -418,9 +343,7 @@ class PPO:
                                                         self.iteration, passes.map_blocks)
                 critic_epoch, critic_norms = passes.finish_critic()
         except BaseException:
-            passes.abandon()
-            if getattr(self._backend, "closed", False):
-                self.close()  # the critic's passes failed in a worker, which stopped them all: start afresh
+            self.rollout.abandon_update()
             raise
 
         # 6. θold ← θ, φold ← φ: the next rollout and targets use the networks as they are now

@@ -184,7 +184,7 @@ def train(workers: int, backend: str = "local", **changes) -> PPO:
         with PPO(EnvFactory("npppo/Pendulum-v1", max_episode_steps=50), config, seed=4, workers=workers,
                  backend=backend) as agent:
             agent.learn(600, callback=lambda agent, metrics: paths.append(
-                getattr(getattr(agent._backend, "sampler", None), "fused", "workers")))
+                getattr(getattr(agent.rollout.running, "sampler", None), "fused", "workers")))
     assert workers > 1 or paths[0] is None or isinstance(paths[0], FusedRollout)
     return agent
 

@@ -14,8 +14,8 @@ from npppo import PPO, fused_update, presets, streams
 from npppo.critic import Critic
 from npppo.errors import TrainingError
 from npppo.losses import actor_loss_terms, squared_error_grad
-from npppo.policy import GaussianPolicy
 from npppo.passes import CriticData, critic_passes, make_optimizer, minibatches, optimizer_step
+from npppo.policy import GaussianPolicy
 
 ROWS = 200  # with minibatches of 64: three full ones and one of 8
 TIGHT = {"rtol": 1e-12, "atol": 1e-13}

@@ -58,7 +58,7 @@ def test_a_killed_actor_costs_one_recollected_part_and_no_change(ray_session, ti
 
     def kill_actor(agent, metrics):
         if metrics["iteration"] == 2:
-            ray_session.kill(agent._backend.actors[0], no_restart=True)
+            ray_session.kill(agent.rollout.running.actors[0], no_restart=True)
 
     killed = run(config, "ray", 800, callback=kill_actor)
     np.testing.assert_array_equal(killed.policy.params, straight.policy.params)

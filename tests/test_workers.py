@@ -35,7 +35,7 @@ def processes_tagged(tag: str) -> list[int]:
 
 
 def worker_pids(agent: PPO) -> list[int]:
-    return [process.pid for process, _ in agent._backend.workers]
+    return [process.pid for process, _ in agent.rollout.running.workers]
 
 
 def alive(pid: int) -> bool:
@@ -75,7 +75,7 @@ def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, sma
 
 def test_workers_start_at_learn_and_end_at_close(tiny_config):
     agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), tiny_config(), seed=0, workers=2)
-    assert agent._backend is None  # nothing started by the constructor
+    assert agent.rollout.running is None  # nothing started by the constructor
     agent.learn(100)
     pids = worker_pids(agent)
     assert len(pids) == 2 and all(map(alive, pids))
@@ -129,7 +129,7 @@ def test_a_critic_that_diverges_in_a_worker_raises_training_error(tiny_config):
     with PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=0, workers=2) as agent:
         with pytest.raises(TrainingError, match=r"the critic loss .* became non-finite"):
             agent.learn(2_000)
-        assert agent._backend is None  # the workers were stopped with the failed update
+        assert agent.rollout.running is None  # the workers were stopped with the failed update
 
 
 def test_an_environment_that_keeps_raising_stops_the_run_with_its_traceback(tiny_config):
@@ -184,7 +184,7 @@ def test_a_worker_count_that_is_not_a_positive_integer_or_auto_is_refused(tiny_c
 def test_workers_exit_on_their_own_when_closed_not_killed(tiny_config):
     agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), tiny_config(), seed=0, workers=2)
     agent.learn(100)
-    processes = [process for process, _ in agent._backend.workers]
+    processes = [process for process, _ in agent.rollout.running.workers]
     agent.close()
     assert [process.exitcode for process in processes] == [0, 0]
 
@@ -192,9 +192,9 @@ def test_workers_exit_on_their_own_when_closed_not_killed(tiny_config):
 def test_choosing_other_workers_stops_the_running_ones(tiny_config):
     with PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), tiny_config(), seed=0, workers=2) as agent:
         agent.learn(100)
-        processes = [process for process, _ in agent._backend.workers]
+        processes = [process for process, _ in agent.rollout.running.workers]
         agent.set_workers(1)
-        assert agent._backend is None and [process.exitcode for process in processes] == [0, 0]
+        assert agent.rollout.running is None and [process.exitcode for process in processes] == [0, 0]
         agent.learn(300)  # on in process
         assert agent.workers == 1 and not any(process.is_alive() for process in processes)
 

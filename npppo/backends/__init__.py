@@ -16,11 +16,12 @@ import sys
 import numpy as np
 
 from npppo.config import PPOConfig
-from npppo.errors import EnvError, WorkerError
+from npppo.errors import EnvError, TrainingError, WorkerError
 from npppo.sampler import Batch, Sampler
 from npppo.streams import INIT, generator
 
 BACKENDS = ("local", "ray")
+MAX_WORKER_FAILURES = 3  # a worker's failures in a row before the run stops, by default
 RAY_CONNECT_TIMEOUT_S = 30.0  # how long a Ray cluster at a given address is waited for, by default
 
 
@@ -62,6 +63,33 @@ def split_work(config: PPOConfig, slices: list[list[int]]) -> list[list[int]]:
     return [[steps[e] for e in env_ids] for env_ids in slices]
 
 
+# npppo's own findings in a worker (a NaN observation, a diverged critic): the same again on a retry
+NEVER_RETRIED = (EnvError, TrainingError)
+
+
+class WorkerFailure(Exception):
+    """A worker was lost, or its environment raised something a retry may not raise again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def with_retries(w: int, max_failures: int, attempt, replace):
+    """``attempt()``'s result; each :class:`WorkerFailure` (of the attempt, or of starting the
+    replacement) replaces worker w (``replace()``) and tries again, until ``max_failures`` failures
+    in a row raise WorkerError. Anything else, NEVER_RETRIED included, goes straight through."""
+    failures, replacing = 0, False
+    while True:
+        try:
+            if replacing:
+                replace()
+            return attempt()
+        except WorkerFailure as failure:
+            failures = count_failure(w, failures, max_failures, failure.reason)
+            replacing = True
+
+
 def count_failure(w: int, failures: int, max_failures: int, reason: str) -> int:
     """One more failure of worker w: WorkerError at ``max_failures`` in a row, else a line saying it is
     replaced and its part collected again. Returns the new count."""
@@ -88,19 +116,30 @@ class InProcess:
         self.sampler, self.config = sampler, config
         self.work = split_work(config, [sampler.env_ids])[0]
 
-    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
-        return collect(self.sampler, self.config, iteration, self.work, obs_stats)
-
-    def episodes_started(self) -> list[int]:
-        return self.sampler.episodes_started.tolist()
+    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> tuple[Batch, np.ndarray]:
+        """(the batch, the episodes begun per environment after it)."""
+        batch = collect(self.sampler, self.config, iteration, self.work, obs_stats)
+        return batch, self.sampler.episodes_started.copy()
 
     def close(self) -> None:
         pass
 
 
+def build_sampler(envs: list, env_ids: list[int], policy, spaces, config: PPOConfig, run_seed: int,
+                  episodes_started, episode_step_limit: int) -> Sampler:
+    """The one place a Sampler is made: over ``envs`` (the run's environments ``env_ids``), running
+    ``policy``, their fixed-step resets continuing from ``episodes_started`` (one count per environment)."""
+    _, _, low, high = spaces
+    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None,
+                      episode_step_limit)
+    sampler.episodes_started[:] = episodes_started
+    return sampler
+
+
 def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_seed: int, episodes_started,
                  episode_step_limit: int):
-    """A sampler with its own environments and policy copy, kernels warmed (what a worker holds)."""
+    """A sampler with its own environments and policy copy, kernels warmed (what a worker holds);
+    ``episodes_started``: the counts of its own environments."""
     from npppo.envs import make_env
     from npppo.policy import GaussianPolicy
     from npppo.sampler import sample_actions
@@ -113,9 +152,7 @@ def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_se
     except EnvError as exc:
         raise EnvError(f"a worker process cannot make the environment: {exc}. Workers make their own copies, so "
                        "register the id in an importable module and pass 'module:Id', or use workers=1") from exc
-    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None,
-                      episode_step_limit)
-    sampler.episodes_started[:] = episodes_started
+    sampler = build_sampler(envs, env_ids, policy, spaces, config, run_seed, episodes_started, episode_step_limit)
     mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
     sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
                    policy.action_squash == "tanh", np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))

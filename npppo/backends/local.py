@@ -23,10 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from npppo.backends import collect, count_failure, make_sampler, split_work
+from npppo.backends import (
+    MAX_WORKER_FAILURES,
+    NEVER_RETRIED,
+    WorkerFailure,
+    collect,
+    make_sampler,
+    split_work,
+    with_retries,
+)
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
-from npppo.errors import ConfigError, EnvError, TrainingError
+from npppo.errors import ConfigError
 from npppo.passes import CriticData, critic_passes, make_optimizer
 from npppo.sampler import Batch
 
@@ -62,7 +70,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return  # the learner is gone
     except BaseException as exc:  # the environment is the user's code: report it whole
-        own = type(exc).__name__ if isinstance(exc, (EnvError, TrainingError)) else None
+        own = type(exc).__name__ if isinstance(exc, NEVER_RETRIED) else None
         try:
             conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(), own)))
         except (BrokenPipeError, OSError):
@@ -148,8 +156,8 @@ class LocalWorkers:
     """``len(slices)`` worker processes, worker w owning the environments ``slices[w]``."""
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
-                 episodes_started: list[int], max_failures: int = 3, episode_step_limit: int = EPISODE_STEP_LIMIT,
-                 while_first_starts=None) -> None:
+                 episodes_started: np.ndarray, max_failures: int = MAX_WORKER_FAILURES,
+                 episode_step_limit: int = EPISODE_STEP_LIMIT, while_first_starts=None) -> None:
         check_main_module()
         self.env_spec, self.config, self.spaces, self.run_seed = env_spec, config, spaces, run_seed
         self.episode_step_limit = episode_step_limit
@@ -158,7 +166,7 @@ class LocalWorkers:
         self.context = multiprocessing.get_context(START_METHOD)
         if START_METHOD == "forkserver" and not _cwd_shadows_npppo():
             self.context.set_forkserver_preload(["npppo.backends.local"])
-        self.started = [np.asarray(episodes_started)[ids] for ids in slices]
+        self.episodes_started = episodes_started  # the run's counts (read only: a replaced worker starts from them)
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
         self.critic_passes = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
@@ -184,26 +192,20 @@ class LocalWorkers:
         process = self.context.Process(
             target=_worker, name=f"npppo-worker-{w}", daemon=True,
             args=(worker_end, self.env_spec, self.config.to_dict(), self.spaces, self.slices[w], self.run_seed,
-                  self.started[w], self.episode_step_limit),
+                  self.episodes_started[self.slices[w]], self.episode_step_limit),
         )
         process.start()
         worker_end.close()
         self.workers[w] = (process, learner_end)
 
-    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
-        """Each worker's part of the batch, joined in worker (so environment) order."""
+    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> tuple[Batch, np.ndarray]:
+        """Each worker's part of the batch, joined in worker (so environment) order, and the episodes
+        begun per environment after it."""
         messages = [("collect", iteration, params, obs_stats, work) for work in self.work]
         for w, message in enumerate(messages):
             self._send(w, message)
-        parts = []
-        for w in range(len(self.workers)):
-            batch, self.started[w] = self._receive(w, messages[w])
-            parts.append(batch)
-        return Batch.concatenate(parts)
-
-    def episodes_started(self) -> list[int]:
-        """Fixed-step batches: how many episodes each of the run's environments has begun."""
-        return np.concatenate(self.started).tolist()
+        parts = [self._receive(w, messages[w]) for w in range(len(self.workers))]
+        return Batch.concatenate([batch for batch, _ in parts]), np.concatenate([started for _, started in parts])
 
     def _send(self, w: int, message) -> None:
         try:
@@ -214,33 +216,35 @@ class LocalWorkers:
     def _receive(self, w: int, message):
         """Worker w's answer to ``message`` (None: its "ready" at start); a lost or failing worker is
         replaced and asked again, until ``max_failures`` failures in a row (failing starts included)."""
-        failures, replaced = 0, False
-        while True:
-            process, conn = self.workers[w]
-            try:
-                kind, payload = conn.recv()
-            except (EOFError, OSError):
-                process.join(timeout=5)
-                kind, payload = "lost", f"worker {w} (pid {process.pid}) died with exit code {process.exitcode}"
-                if replaced or message is None:
-                    payload += (" while starting (its error is above); if it ran your script's training again, put "
-                                "that code under `if __name__ == \"__main__\":`, since workers start by importing "
-                                "the main module")
-            if kind == "ready" and replaced and message is not None:
-                replaced = False
-                self._send(w, message)  # the replacement is ready: ask it again
-                continue
-            if kind in ("ready", "batch", "critic"):
-                return payload
-            if kind == "error":
-                name, text, trace, own = payload
-                if own:  # npppo's own finding (a NaN observation, a diverged critic): the same again on a retry
-                    raise {"EnvError": EnvError, "TrainingError": TrainingError}[own](text)
-                payload = f"the environment in worker {w} raised {name}: {text}\n{trace}"
-            failures = count_failure(w, failures, self.max_failures, payload)
+
+        def replace() -> None:
             self._stop(w)
             self._start(w)
-            replaced = True
+            if message is not None:
+                self._answer(w, None)  # the replacement is ready: ask it again
+                self._send(w, message)
+
+        return with_retries(w, self.max_failures, lambda: self._answer(w, message), replace)
+
+    def _answer(self, w: int, message):
+        """Worker w's next answer, or WorkerFailure; npppo's own errors are raised as they are."""
+        process, conn = self.workers[w]
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):
+            process.join(timeout=5)
+            reason = f"worker {w} (pid {process.pid}) died with exit code {process.exitcode}"
+            if message is None:
+                reason += (" while starting (its error is above); if it ran your script's training again, put "
+                           "that code under `if __name__ == \"__main__\":`, since workers start by importing "
+                           "the main module")
+            raise WorkerFailure(reason) from None
+        if kind == "error":
+            name, text, trace, own = payload
+            if own:
+                raise {error.__name__: error for error in NEVER_RETRIED}[own](text)
+            raise WorkerFailure(f"the environment in worker {w} raised {name}: {text}\n{trace}")
+        return payload
 
     def _stop(self, w: int) -> None:
         process, conn = self.workers[w]

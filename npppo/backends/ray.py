@@ -30,7 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from npppo.backends import RAY_CONNECT_TIMEOUT_S, collect, count_failure, make_sampler, split_work
+from npppo.backends import (
+    MAX_WORKER_FAILURES,
+    NEVER_RETRIED,
+    RAY_CONNECT_TIMEOUT_S,
+    WorkerFailure,
+    collect,
+    make_sampler,
+    split_work,
+    with_retries,
+)
 from npppo.backends.ray_watchdog import descendants
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
@@ -100,7 +109,7 @@ class RayWorkers:
     """``len(slices)`` Ray actors, actor w owning the environments ``slices[w]``."""
 
     def __init__(self, env_spec, config: PPOConfig, spaces, run_seed: int, slices: list[list[int]],
-                 episodes_started: list[int], max_failures: int = 3, address: str | None = None,
+                 episodes_started: np.ndarray, max_failures: int = MAX_WORKER_FAILURES, address: str | None = None,
                  connect_timeout: float = RAY_CONNECT_TIMEOUT_S,
                  episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         self.ray = ray = import_ray()
@@ -118,7 +127,7 @@ class RayWorkers:
         self.slices, self.run_seed, self.max_failures = slices, run_seed, max_failures
         self.episode_step_limit = episode_step_limit
         self.work = split_work(config, slices)
-        self.started = [np.asarray(episodes_started)[ids] for ids in slices]
+        self.episodes_started = episodes_started  # the run's counts (read only: a replaced actor starts from them)
         self.actors = [self._start(w) for w in range(len(slices))]
         try:
             self._get_all([actor.ready.remote() for actor in self.actors], lambda w: self.actors[w].ready.remote())
@@ -127,51 +136,49 @@ class RayWorkers:
             raise
 
     def _start(self, w: int):
-        return self.actor_class.remote(*self.args, self.slices[w], self.run_seed, self.started[w],
+        return self.actor_class.remote(*self.args, self.slices[w], self.run_seed, self.episodes_started[self.slices[w]],
                                        self.episode_step_limit)
 
-    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
+    def collect(self, iteration: int, params: np.ndarray, obs_stats) -> tuple[Batch, np.ndarray]:
+        """Each actor's part of the batch, joined in actor (so environment) order, and the episodes
+        begun per environment after it."""
         shared = self.ray.put((params, obs_stats))
 
         def submit(w: int):
             return self.actors[w].collect.remote(iteration, shared, self.work[w])
 
         parts = self._get_all([submit(w) for w in range(len(self.actors))], submit)
-        for w, (_, started) in enumerate(parts):
-            self.started[w] = started
-        return Batch.concatenate([batch for batch, _ in parts])
-
-    def episodes_started(self) -> list[int]:
-        """Fixed-step batches: how many episodes each of the run's environments has begun."""
-        return np.concatenate(self.started).tolist()
+        return Batch.concatenate([batch for batch, _ in parts]), np.concatenate([started for _, started in parts])
 
     def _get_all(self, refs: list, resubmit) -> list:
-        """Each actor's result; a lost actor is replaced and asked again (``resubmit(w)``)."""
+        """Each actor's result; a lost or failing actor is replaced and asked again (``resubmit(w)``)."""
         with sigterm_kept():  # ray.get reports a SIGTERM while it waits as a bare KeyboardInterrupt
-            return self._get_each(refs, resubmit)
+            return [self._get(w, ref, resubmit) for w, ref in enumerate(refs)]
 
-    def _get_each(self, refs: list, resubmit) -> list:
+    def _get(self, w: int, ref, resubmit):
+        pending = [ref]
+
+        def replace() -> None:
+            self.ray.kill(self.actors[w], no_restart=True)
+            self.actors[w] = self._start(w)
+            self._result(w, self.actors[w].ready.remote())
+            pending[0] = resubmit(w)
+
+        return with_retries(w, self.max_failures, lambda: self._result(w, pending[0]), replace)
+
+    def _result(self, w: int, ref):
+        """``ray.get(ref)`` of actor w, or WorkerFailure; npppo's own errors are raised as they are."""
         ray = self.ray
-        results = []
-        for w, ref in enumerate(refs):
-            failures = 0
-            while True:
-                try:
-                    results.append(ray.get(ref))
-                    break
-                except ray.exceptions.RayTaskError as exc:
-                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-                    if isinstance(cause, EnvError):  # npppo's own finding: the same again on a retry
-                        raise EnvError(str(cause)) from None
-                    reason = f"the environment in worker {w} raised {type(cause).__name__}: {cause}\n{exc}"
-                except ray.exceptions.RayActorError as exc:
-                    reason = f"worker {w} (a Ray actor) was lost: {type(exc).__name__}"
-                failures = count_failure(w, failures, self.max_failures, reason)
-                ray.kill(self.actors[w], no_restart=True)
-                self.actors[w] = self._start(w)
-                ray.get(self.actors[w].ready.remote())
-                ref = resubmit(w)
-        return results
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            if isinstance(cause, NEVER_RETRIED):
+                raise type(cause)(str(cause)) from None
+            reason = f"the environment in worker {w} raised {type(cause).__name__}: {cause}\n{exc}"
+            raise WorkerFailure(reason) from None
+        except ray.exceptions.RayActorError as exc:
+            raise WorkerFailure(f"worker {w} (a Ray actor) was lost: {type(exc).__name__}") from None
 
     def close(self) -> None:
         """Stop the actors, and the local Ray if this run started it."""
