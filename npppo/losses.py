@@ -33,8 +33,6 @@ import numpy as np
 
 from npppo.critic import Critic
 from npppo.distributions import normal_entropy, normal_log_density, tanh_log_det
-from npppo.inference import gaussian_entropy, gaussian_log_prob
-from npppo.inference import tanh_log_det as reference_tanh_log_det
 from npppo.jit import njit
 from npppo.policy import GaussianPolicy
 
@@ -92,28 +90,6 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     stats[2] = clipped_count * inv_n
     stats[3] = ratio_sum * inv_n
     return loss
-
-
-def reference_clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_eps, ent_coef,
-                                     squash_bounds=None):
-    """(loss, dL/dmu, dL/dsigma, stats) of :func:`clipped_surrogate_grad` in plain NumPy (for the tests)."""
-    n = actions.shape[0]
-    log_prob = gaussian_log_prob(actions, mu, sigma)
-    if squash_bounds is not None:
-        log_prob = log_prob - reference_tanh_log_det(actions, squash_bounds[0], squash_bounds[1])
-    entropy = gaussian_entropy(sigma)
-    log_ratio = log_prob - old_log_prob
-    ratio = np.exp(log_ratio)
-    clipped_ratio = np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    loss = -np.mean(np.minimum(ratio * advantages, clipped_ratio * advantages) + ent_coef * entropy)
-    unclipped = np.where(advantages >= 0, ratio <= 1.0 + clip_eps, ratio >= 1.0 - clip_eps)
-    grad_log_prob = np.where(unclipped, -advantages * ratio / n, 0.0)[:, None]
-    diff = actions - mu  # d log pi / d mu = diff / sigma^2, d log pi / d sigma = diff^2 / sigma^3 - 1 / sigma
-    grad_mu = grad_log_prob * diff / sigma**2
-    grad_sigma = grad_log_prob * (diff**2 / sigma**3 - 1.0 / sigma) - ent_coef / (n * sigma)
-    stats = np.array([entropy.mean(), np.mean((ratio - 1.0) - log_ratio),
-                      np.mean(np.abs(ratio - 1.0) > clip_eps), ratio.mean()])
-    return loss, grad_mu, grad_sigma, stats
 
 
 # a full batch longer than this is computed in fixed blocks of rows (a property of the batch alone,

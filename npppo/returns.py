@@ -70,31 +70,3 @@ def normalize(advantages: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """(A - mean(A)) / (std(A) + eps) over the batch."""
     return (advantages - advantages.mean()) / (advantages.std() + eps)
 
-
-def reference_n_step_returns(rewards, values, episode_ends, end_values, gamma, n):
-    """Plain-Python n-step returns, straight from the definition (for the tests)."""
-    steps = len(rewards)
-    ends = [t for t in range(steps) if episode_ends[t]]
-    out = np.empty(steps)
-    for t in range(steps):
-        e = next(e for e in ends if e >= t)
-        m = min(n, e + 1 - t)
-        g = sum(gamma**k * rewards[t + k] for k in range(m))
-        bootstrap = values[t + m] if t + m <= e else end_values[e]
-        out[t] = g + gamma**m * bootstrap
-    return out
-
-
-def reference_gae(rewards, values, episode_ends, end_values, gamma, lam):
-    """Plain-Python GAE as the λ-weighted sum of δs to the episode's end (for the tests)."""
-    steps = len(rewards)
-    ends = [t for t in range(steps) if episode_ends[t]]
-    deltas = [
-        rewards[t] + gamma * (end_values[t] if episode_ends[t] else values[t + 1]) - values[t]
-        for t in range(steps)
-    ]
-    out = np.empty(steps)
-    for t in range(steps):
-        e = next(e for e in ends if e >= t)
-        out[t] = sum((gamma * lam) ** (k - t) * deltas[k] for k in range(t, e + 1))
-    return out

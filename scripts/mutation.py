@@ -28,8 +28,8 @@ flipped (== !=, is / is not, in / not in), and / or, ``not`` removed, unary minu
 while / conditional-expression conditions negated, numeric constants changed (0 -> 1, n -> n + 1,
 x -> 2x), True <-> False, min <-> max, the first two positional arguments of a call swapped, and
 statements removed (calls, assignments to attributes or items, augmented assignments, raise,
-break, continue). Not mutated: docstrings and strings, decorators, annotations, ``reference_*``
-functions (the tests' own NumPy references), and lines marked ``# pragma: no mutate``.
+break, continue). Not mutated: docstrings and strings, decorators, annotations, and lines marked
+``# pragma: no mutate``.
 
 Outcomes: ``killed`` (a test failed, or the mutant did not even import), ``timeout`` (counted as
 detected), ``survived``. The JSON report lists every mutant with file:line, operator, the diff and
@@ -59,22 +59,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # The modules under test and the test files run for a mutant in each (fastest and most specific
-# first, since pytest stops at the first failure). Adding a module is one line. tests/test_ray.py is
+# first, since pytest stops at the first failure). Adding a module is one line. tests/test_backends_ray.py is
 # in no list: it starts a Ray cluster (tens of seconds, more with a fresh Numba cache in every Ray
 # worker), and the code it reaches in npppo/backends/__init__.py is the local workers' too, which
-# tests/test_workers.py checks bit for bit; npppo/backends/ray.py itself is not mutated.
+# tests/test_backends_local.py checks bit for bit; npppo/backends/ray.py itself is not mutated.
 COMMON = ["tests/test_ppo_wiring.py", "tests/test_golden.py"]
 MODULES: dict[str, list[str]] = {
     "npppo/ppo.py": ["tests/test_ppo_wiring.py", "tests/test_checkpoint.py", "tests/test_ppo.py",
                      "tests/test_resume.py", "tests/test_errors.py", "tests/test_golden.py", "tests/test_envs.py",
-                     "tests/test_workers.py"],
+                     "tests/test_backends_local.py"],
     "npppo/sampler.py": ["tests/test_sampler.py", *COMMON, "tests/test_resume.py", "tests/test_errors.py",
-                         "tests/test_checkpoint.py", "tests/test_workers.py"],
+                         "tests/test_checkpoint.py", "tests/test_backends_local.py"],
     "npppo/backends/__init__.py": ["tests/test_ppo_wiring.py", "tests/test_checkpoint.py", "tests/test_golden.py",
-                                   "tests/test_errors.py", "tests/test_workers.py"],
-    "npppo/backends/local.py": ["tests/test_workers.py"],
+                                   "tests/test_errors.py", "tests/test_backends_local.py"],
+    "npppo/backends/local.py": ["tests/test_backends_local.py"],
     "npppo/envs/make.py": ["tests/test_envs.py", "tests/test_errors.py", "tests/test_ppo_wiring.py",
-                           "tests/test_checkpoint.py", "tests/test_cli.py", "tests/test_workers.py"],
+                           "tests/test_checkpoint.py", "tests/test_cli.py", "tests/test_backends_local.py"],
     "npppo/returns.py": ["tests/test_returns.py", *COMMON],
     "npppo/losses.py": ["tests/test_losses.py", *COMMON],
     "npppo/optim.py": ["tests/test_optim.py", *COMMON, "tests/test_checkpoint.py"],
@@ -92,9 +92,9 @@ MODULES: dict[str, list[str]] = {
                            "tests/test_layers.py", "tests/test_policy.py", "tests/test_critic.py",
                            "tests/test_losses.py", "tests/test_sampler.py", *COMMON],
     "npppo/evaluation.py": ["tests/test_evaluation.py", "tests/test_ppo_wiring.py", "tests/test_cli.py"],
-    "npppo/train.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_learning_curves.py",
+    "npppo/train.py": ["tests/test_train.py", "tests/test_cli.py", "tests/test_errors.py", "tests/test_learning_curves.py",
                        "tests/test_bench.py"],
-    "npppo/interrupts.py": ["tests/test_cli.py"],
+    "npppo/interrupts.py": ["tests/test_interrupts.py", "tests/test_train.py", "tests/test_cli.py"],
     "npppo/run_folder.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_seeds.py"],
 }
 # slow or timing-dependent tests left out of every mutant's run (they are in the normal suite)
@@ -103,7 +103,7 @@ DESELECT = [
     "tests/test_cli.py::test_ctrl_c_saves_the_last_iteration_and_resume_finishes_the_run_exactly",
     "tests/test_cli.py::test_sigterm_saves_the_last_iteration_exits_143_and_says_how_to_resume",
     "tests/test_cli.py::test_a_run_killed_before_its_first_checkpoint_is_restarted_by_resume_and_then_refused_by_out",
-    "tests/test_workers.py::test_no_worker_outlives_a_cli_run_a_failed_run_or_ctrl_c",
+    "tests/test_backends_local.py::test_no_worker_outlives_a_cli_run_a_failed_run_or_ctrl_c",
     "tests/test_bench.py::test_quick_bench_writes_every_figure",
 ]
 
@@ -188,7 +188,7 @@ def _is_text(node: ast.AST) -> bool:
 
 
 def _skipped_nodes(tree: ast.Module) -> set[int]:
-    """ids of nodes never mutated: decorators, annotations, docstrings, reference_* functions,
+    """ids of nodes never mutated: decorators, annotations, docstrings,
     raise statements' arguments (error messages)."""
     skip: set[int] = set()
 
@@ -205,8 +205,6 @@ def _skipped_nodes(tree: ast.Module) -> set[int]:
             for arg in [*node.args.args, *node.args.kwonlyargs, *node.args.posonlyargs]:
                 if arg.annotation is not None:
                     mark(arg.annotation)
-            if node.name.startswith("reference_"):
-                mark(node)
         elif isinstance(node, ast.ClassDef):
             for decorator in node.decorator_list:
                 mark(decorator)

@@ -360,11 +360,3 @@ def test_a_checkpoint_written_before_the_contents_key_still_loads_whole(agent, t
     np.testing.assert_array_equal(loaded.optimizers["mu"].state()["m"], agent.optimizers["mu"].state()["m"])
 
 
-def test_a_run_folders_model_and_best_are_model_files(tmp_path):
-    from npppo.train import RunOptions, train
-
-    agent = PPO(short_pendulum, presets.get("pendulum").replace(**TINY), seed=0)
-    train(agent, tmp_path, RunOptions(120, eval_every=60, eval_episodes=1), quiet=True)
-    for name in ("model.npz", "best.npz"):
-        assert read_checkpoint(tmp_path / name)[1]["contents"] == "model", name
-    assert read_checkpoint(tmp_path / "checkpoint.npz")[1].get("contents", "checkpoint") == "checkpoint"

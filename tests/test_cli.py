@@ -107,22 +107,6 @@ def test_evaluations_at_each_multiple_of_eval_every_passed_and_at_the_last_itera
     assert (out / "best.npz").is_file()
 
 
-def test_ctrl_c_before_the_first_iteration_ends_is_an_interrupted_run_with_nothing_saved(tmp_path, monkeypatch):
-    from npppo import PPO
-    from npppo.train import RunOptions
-    from npppo.train import train as run
-
-    agent = PPO(ENV_ID, presets.get("pendulum").replace(**TINY), seed=0)
-
-    def interrupted(total_steps, callback=None):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(agent, "learn", interrupted)
-    result = run(agent, tmp_path / "run", RunOptions(total_steps=80), quiet=True)
-    assert (result.interrupted, result.saved_iteration, result.rows) == (True, None, [])
-    assert not (tmp_path / "run" / "checkpoint.npz").exists()
-
-
 def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     agent, out, run = _fresh(build_parser().parse_args(["train"]))
@@ -203,36 +187,6 @@ def test_eval_prints_mean_and_std_of_the_deterministic_policy(tmp_path, tiny_con
     assert f"{out / 'model.npz'} on {ENV_ID}: return " in printed and "± " in printed and "over 3 episodes" in printed
 
 
-def fake_run(folder, seed: int):
-    folder.mkdir()
-    steps = np.arange(1, 21) * 200 + seed * 10  # runs end their batches at slightly different steps
-    returns = -1500 + 60 * np.arange(20) + 30 * np.random.default_rng(seed).standard_normal(20)
-    rows = [f"{i + 1},{s},{r}" for i, (s, r) in enumerate(zip(steps, returns, strict=True))]
-    lines = ["iteration,steps,return_mean", *rows]
-    (folder / "progress.csv").write_text("\n".join(lines) + "\n")
-    return str(folder)
-
-
-def test_plot_draws_one_or_several_runs_to_a_png(tmp_path, capsys):
-    runs = [fake_run(tmp_path / f"run{seed}", seed) for seed in range(3)]
-    assert main(["plot", runs[0]]) == 0
-    assert (tmp_path / "run0" / "returns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["plot", *runs, "--out", str(tmp_path / "all.png")]) == 0
-    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
-    assert f"wrote {tmp_path / 'all.png'}" in capsys.readouterr().out
-
-
-def test_plot_without_matplotlib_says_what_to_install(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    assert main(["plot", fake_run(tmp_path / "run", 0)]) == 1
-    assert "pip install 'npppo[plot]'" in capsys.readouterr().err
-
-
-def test_plot_of_a_folder_without_progress_is_one_line_error(tmp_path, capsys):
-    assert main(["plot", str(tmp_path)]) == 1
-    assert "progress.csv does not exist" in capsys.readouterr().err
-
-
 def test_bench_forwards_its_arguments(monkeypatch):
     calls = []
     monkeypatch.setitem(sys.modules, "npppo.bench", types.SimpleNamespace(main=lambda argv: calls.append(argv)))
@@ -299,8 +253,8 @@ def test_the_header_line_says_which_preset_was_chosen(tmp_path, capsys, monkeypa
 
 def test_every_preset_for_an_env_exists_and_names_that_env():
     for env, name in presets.FOR_ENV.items():
-        assert presets.default_env(name) == env or name == "mujoco", (env, name)
-    assert presets.default_env("mujoco") == "HalfCheetah-v5"
+        assert presets.load(name)[1]["env"] == env or name == "mujoco", (env, name)
+    assert presets.load("mujoco")[1]["env"] == "HalfCheetah-v5"
 
 
 def test_eval_of_several_runs_prints_each_and_their_iqm_with_a_confidence_interval(tmp_path, tiny_config, capsys):
@@ -323,28 +277,6 @@ def test_steps_help_says_whole_episode_batches_may_overshoot(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "overshoot N by less than one batch" in text
     assert "--eval-every N" in text and "--eval-episodes K" in text
-
-
-def test_ctrl_c_inside_the_driver_saves_the_last_iteration_and_restores_the_signal_handler(tmp_path):
-    import signal as signals
-
-    from npppo import PPO
-    from npppo.train import RunOptions
-    from npppo.train import train as drive
-
-    agent = PPO("Pendulum-v1", presets.get("pendulum").replace(**TINY), seed=0)
-    learn = agent.learn
-
-    def interrupted_learn(total_steps, callback):  # one iteration, then Ctrl-C
-        learn(total_steps, callback=lambda a, m: callback(a, m) and False)
-        raise KeyboardInterrupt
-
-    agent.learn = interrupted_learn
-    before = signals.getsignal(signals.SIGINT)
-    result = drive(agent, tmp_path / "run", RunOptions(10_000, checkpoint_every=100), quiet=True)
-    assert result.interrupted and result.saved_iteration == 1
-    assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["iteration"] == 1
-    assert signals.getsignal(signals.SIGINT) is before
 
 
 def _slow_run(tmp_path, out, *extra: str) -> subprocess.Popen:
@@ -376,44 +308,6 @@ def test_sigterm_saves_the_last_iteration_exits_143_and_says_how_to_resume(tmp_p
     assert last == (f"npppo: interrupted by SIGTERM; saved iteration {saved} to {out / 'checkpoint.npz'}; "
                     f"resume with: npppo train --resume {out}")
     assert saved >= 2
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_sigterm_that_a_library_turns_into_a_bare_keyboard_interrupt_stays_a_sigterm(signum):
-    from npppo.interrupts import Terminated, signal_of, sigterm_as_interrupt, sigterm_kept
-
-    def library_wait():  # what ray.get does with the exception its signal check raised
-        try:
-            os.kill(os.getpid(), signum)
-            time.sleep(5)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt() from None
-
-    with pytest.raises(KeyboardInterrupt) as caught, sigterm_as_interrupt(), sigterm_kept():
-        library_wait()
-    assert signal_of(caught.value) == signum
-    assert isinstance(caught.value, Terminated) == (signum == signal.SIGTERM)
-
-
-def test_sigterm_inside_the_driver_saves_and_restores_the_previous_handler(tmp_path):
-    from npppo import PPO
-    from npppo.train import RunOptions
-    from npppo.train import train as drive
-
-    agent = PPO("Pendulum-v1", presets.get("pendulum").replace(**TINY), seed=0)
-    learn = agent.learn
-
-    def terminated_learn(total_steps, callback):  # one iteration, then SIGTERM from outside
-        learn(total_steps, callback=lambda a, m: callback(a, m) and False)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # the handler raises before this ends
-
-    agent.learn = terminated_learn
-    before = signal.getsignal(signal.SIGTERM)
-    result = drive(agent, tmp_path / "run", RunOptions(10_000, checkpoint_every=100), quiet=True)
-    assert (result.interrupted, result.saved_iteration, result.signum) == (True, 1, signal.SIGTERM)
-    assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["iteration"] == 1
-    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_restarted_by_resume_and_then_refused_by_out(
@@ -472,7 +366,7 @@ def test_version_and_the_list_of_presets(capsys):
     lines = capsys.readouterr().out.splitlines()
     for name in presets.names():
         line = next(line for line in lines if line.split()[0] == name)
-        assert presets.default_env(name) in line and f"{presets.load(name)[1]['steps']:,}" in line
+        assert presets.load(name)[1]["env"] in line and f"{presets.load(name)[1]['steps']:,}" in line
     assert "--preset NAME" in lines[-1]
 
 

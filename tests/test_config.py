@@ -48,7 +48,7 @@ def test_every_preset_file_spells_out_every_field(name):
     cfg, facts = presets.load(name)
     assert cfg.to_dict() == values["config"]
     assert facts == {key: values[key] for key in PRESET_KEYS if key != "config"}
-    assert presets.default_env(name) == values["env"]
+    assert presets.load(name)[1]["env"] == values["env"]
 
 
 def test_json_round_trip(tmp_path):

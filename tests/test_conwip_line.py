@@ -8,6 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import npppo  # noqa: F401  (registers npppo/ConwipLine-v0)
+from npppo.envs import conwip_line
 from npppo.envs.conwip_line import ARRIVALS, CAPACITY, DECISIONS, GAPS, RELEASES, ConwipLineEnv
 
 
@@ -179,3 +180,45 @@ def test_the_first_order_arrives_and_is_released_at_t_0_and_the_kth_after_k_gaps
     assert np.isnan(gaps_before[0])
     np.testing.assert_array_equal(arrivals[:drawn], np.concatenate(([0.0], np.cumsum(gaps_before[1:drawn]))))
     assert env.line_state()["arrived"] == int(np.sum(arrivals[:drawn] <= 120.0))
+
+
+def test_every_observation_and_info_value_of_a_hand_checked_line(monkeypatch):
+    """Orders every GAP time units and every processing time SERVICE on both machines (GAP > 2 SERVICE):
+    a part never waits, so order i is in the line over [i GAP, i GAP + 2 SERVICE), on machine 1 for the
+    first SERVICE of it, and every value the line reports follows by hand."""
+    gap, service = 10.37, 3.13  # no event within 0.01 of a sampling instant (asserted below)
+    monkeypatch.setattr(conwip_line, "_gaps", lambda rng, n: np.full(n, gap))
+    monkeypatch.setattr(conwip_line, "_service", lambda rng, n: np.full(n, service))
+    arrivals = np.arange(400) * gap
+    exits = arrivals + 2 * service
+
+    def epoch(t0):  # (parts, WIP time integral, obs[0], obs[3], obs[4]) of the epoch [t0, t0 + 30]
+        samples = t0 + np.arange(1, 7) * 5.0
+        events = np.concatenate([arrivals, arrivals + service, exits])
+        assert np.min(np.abs(events[:, None] - samples[None, :])) > 0.01
+        in_line = (arrivals[:, None] <= samples) & (samples < exits[:, None])
+        on_m1 = (arrivals[:, None] <= samples) & (samples < arrivals[:, None] + service)
+        parts = int(np.sum((exits > t0) & (exits <= t0 + 30)))
+        area = float(np.sum(np.clip(np.minimum(exits, t0 + 30) - np.maximum(arrivals, t0), 0.0, None)))
+        return parts, area, in_line.sum(0).mean(), on_m1.any(0).mean(), (in_line & ~on_m1).any(0).mean()
+
+    env = ConwipLineEnv(wip_cost=0.02)
+    obs, info = env.reset(seed=0)
+    _, _, wip_samples, busy1, busy2 = epoch(90.0)
+    assert info["order_queue"] == 0 and obs[7] == info["cap"] >= 1
+    np.testing.assert_allclose(obs[[0, 1, 2, 3, 4, 5, 6]], [wip_samples, gap, 0, busy1, busy2, service, service],
+                               atol=1e-5)
+    caps = np.random.default_rng(0).integers(1, 101, DECISIONS)  # never binding: one part at a time
+    for k, cap in enumerate(caps):
+        obs, reward, terminated, truncated, info = env.step(np.array([cap], dtype=np.float32))
+        t1 = 150.0 + 30 * k
+        parts, area, wip_samples, busy1, busy2 = epoch(t1 - 30)
+        measured = int(np.sum((exits >= 120) & (exits <= t1)))
+        assert (info["cap"], info["parts"], info["order_queue"]) == (cap, parts, 0)
+        assert info["wip"] == pytest.approx(area / 30, abs=1e-9)
+        assert info["throughput"] == pytest.approx(measured / (t1 - 120), abs=1e-12)
+        assert info["lead_time"] == pytest.approx(2 * service) and info["flow_time"] == pytest.approx(2 * service)
+        assert reward == pytest.approx(parts - 0.02 * area / 30, abs=1e-9)
+        np.testing.assert_allclose(obs, [wip_samples, gap, 0, busy1, busy2, service, service, cap], atol=1e-5)
+        assert not terminated and truncated == (k == DECISIONS - 1)
+    assert info["throughput"] == pytest.approx(1 / gap, rel=0.01)

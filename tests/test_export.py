@@ -96,7 +96,7 @@ def random_agent(architecture: str, seed: int = 0) -> tuple[PPO, gym.spaces.Box]
     its initial value (so that each activation sees both signs and the mean goes beyond the bounds) and
     non-trivial observation statistics."""
     preset, changes = ARCHITECTURES[architecture]
-    obs_space, action_space = spaces_of(presets.default_env(preset))
+    obs_space, action_space = spaces_of(presets.load(preset)[1]["env"])
     spaces = (obs_space.shape[0], action_space.shape[0], action_space.low, action_space.high)
     agent = PPO.from_spaces(spaces, presets.get(preset).replace(**changes), seed=seed)
     rng = np.random.default_rng(seed)
@@ -232,7 +232,7 @@ def _short(name: str):
 @pytest.mark.parametrize("preset", presets.names())
 def test_a_trained_checkpoint_of_every_preset_exports(tmp_path, preset, monkeypatch):
     monkeypatch.chdir(tmp_path)  # as above: MuJoCo's MUJOCO_LOG.TXT stays out of the checkout
-    env_id = presets.default_env(preset)
+    env_id = presets.load(preset)[1]["env"]
     agent = PPO(env_id, _short(preset), seed=3)
     agent.learn(1)  # one iteration: trained parameters, observation statistics from the environment
     source = agent.save(tmp_path / "checkpoint.npz")

@@ -258,13 +258,19 @@ def test_mlp_gradients_match_finite_differences(activations, alpha, checked_grad
 # ---------------------------------------------------------------- compiled row-by-row forward
 
 
+def part_layout(model, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled forward's (layout, alphas) of one part: rows ``(offset, fan_in, fan_out, code)``."""
+    rows = model.layers["part"] == part
+    return model.kernel_layout[0][rows], model.kernel_layout[1][rows]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_rows_matches_the_numpy_reference(dtype):
     model = two_part_model(dtype)
     x = np.random.default_rng(0).normal(size=(11, 6)).astype(dtype)
     h, out = np.empty((11, 8), dtype), np.empty((11, 3), dtype)
-    forward_rows(model.params, *model.part_layout("trunk"), x, h)
-    forward_rows(model.params, *model.part_layout("head"), h, out)
+    forward_rows(model.params, *part_layout(model, "trunk"), x, h)
+    forward_rows(model.params, *part_layout(model, "head"), h, out)
     params, table = model.params.astype(np.float64), model.layers
     reference = mlp_forward(params, table[table["part"] == "trunk"], x.astype(np.float64))
     np.testing.assert_allclose(h, reference, **TOLERANCES[dtype])

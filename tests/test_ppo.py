@@ -5,15 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from npppo import PPO, PPOConfig, presets
-
-
-def tiny(**changes) -> PPOConfig:
-    """A seed-shaped config small enough for tests that take seconds."""
-    values = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[16, 16], head_sizes=[8], critic_sizes=[16, 16],
-                  actor_epochs=2, critic_epochs=2, mu_activation="identity")
-    values.update(changes)
-    return presets.get("seed").replace(**values)
+from npppo import PPO, presets
 
 
 def test_seed_network_shapes_on_the_seed_pictures_sizes():
@@ -53,9 +45,9 @@ def test_relu_mean_on_a_negative_action_space_warns_once():
         PPO("Pendulum-v1", presets.get("seed"), seed=0)
 
 
-def test_same_seed_gives_identical_parameters_and_another_seed_does_not():
+def test_same_seed_gives_identical_parameters_and_another_seed_does_not(tiny_config):
     def train(seed):
-        agent = PPO("Pendulum-v1", tiny(), seed=seed)
+        agent = PPO("Pendulum-v1", tiny_config(), seed=seed)
         agent.learn(total_steps=800)
         return agent.policy.params.copy(), agent.critic.params.copy()
 
@@ -65,8 +57,8 @@ def test_same_seed_gives_identical_parameters_and_another_seed_does_not():
     assert not np.array_equal(a[0], c[0])
 
 
-def test_learn_counts_steps_across_calls_and_reports_metrics():
-    agent = PPO("Pendulum-v1", tiny(), seed=0)
+def test_learn_counts_steps_across_calls_and_reports_metrics(tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(), seed=0)
     first = agent.learn(total_steps=400)
     second = agent.learn(total_steps=800)
     assert [m["steps"] for m in first + second] == [400, 800]
@@ -82,8 +74,8 @@ def test_learn_counts_steps_across_calls_and_reports_metrics():
     dict(sigma_mode="state_independent", normalize_obs=True, value_clip=0.5, target_kl=0.01),
     dict(sigma_mode="softplus", dtype="float64", episodes_per_batch=None, steps_per_batch=300),
 ])
-def test_options_train_without_error(changes):
-    agent = PPO("Pendulum-v1", tiny(**changes), seed=0)
+def test_options_train_without_error(changes, tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(**changes), seed=0)
     history = agent.learn(total_steps=600)
     assert history[-1]["steps"] >= 600
     assert np.all(np.isfinite(agent.policy.params))
@@ -97,14 +89,14 @@ def test_seed_preset_runs_an_iteration_on_lunar_lander():
     assert metrics["episodes"] == 4 and np.isfinite(metrics["critic_loss"])
 
 
-def test_act_is_deterministic_and_within_bounds():
-    agent = PPO("Pendulum-v1", tiny(mu_output_gain=50.0), seed=0)
+def test_act_is_deterministic_and_within_bounds(tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(mu_output_gain=50.0), seed=0)
     obs = np.random.default_rng(0).normal(size=(20, 3))
     actions = agent.act(obs)
     assert actions.shape == (20, 1)
     assert np.all(np.abs(actions) <= 2.0)
     np.testing.assert_array_equal(agent.act(obs[0]), actions[0])
-    unsaturated = PPO("Pendulum-v1", tiny(), seed=0)  # a mean inside the bounds, where clipping hides no noise
+    unsaturated = PPO("Pendulum-v1", tiny_config(), seed=0)  # a mean inside the bounds, where clipping hides no noise
     assert not np.array_equal(unsaturated.act(obs, deterministic=False), unsaturated.act(obs))
 
 
@@ -153,16 +145,16 @@ def test_the_relu_mean_head_warns_only_when_the_action_space_goes_below_zero(low
     assert any("mu head ends in ReLU" in str(w.message) for w in caught) == warns
 
 
-def test_learn_takes_a_float_that_is_a_whole_number_and_refuses_others():
-    agent = PPO("Pendulum-v1", tiny(), seed=0)
+def test_learn_takes_a_float_that_is_a_whole_number_and_refuses_others(tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(), seed=0)
     assert [m["steps"] for m in agent.learn(4e2)] == [400]
     for bad in (400.5, -1.0, float("nan"), "400", True):
         with pytest.raises(ValueError, match=r"positive integer \(or a whole float such as 1e5\)"):
             agent.learn(bad)
 
 
-def test_a_non_finite_observation_to_act_or_value_raises():
-    agent = PPO("Pendulum-v1", tiny(), seed=0)
+def test_a_non_finite_observation_to_act_or_value_raises(tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(), seed=0)
     for obs in (np.array([np.nan, 0.0, 0.0]), np.array([[0.0, 0.0, 0.0], [0.0, np.inf, 0.0]])):
         with pytest.raises(ValueError, match="NaN or infinite"):
             agent.act(obs)
@@ -171,8 +163,8 @@ def test_a_non_finite_observation_to_act_or_value_raises():
 
 
 @pytest.mark.parametrize("episodes", [0, -1, 2.5])
-def test_evaluate_with_no_episodes_raises(episodes):
-    agent = PPO("Pendulum-v1", tiny(), seed=0)
+def test_evaluate_with_no_episodes_raises(episodes, tiny_config):
+    agent = PPO("Pendulum-v1", tiny_config(), seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NumPy mean-of-empty warning on the way
         with pytest.raises(ValueError, match="episodes must be a positive integer"):
@@ -180,13 +172,13 @@ def test_evaluate_with_no_episodes_raises(episodes):
 
 
 @pytest.mark.parametrize("batch_size", [None, 32])
-def test_target_kl_stops_before_the_step_of_a_minibatch_past_one_and_a_half_times_it(batch_size):
+def test_target_kl_stops_before_the_step_of_a_minibatch_past_one_and_a_half_times_it(batch_size, tiny_config):
     """SB3's rule: each minibatch's approx KL, measured before its step, against 1.5 target_kl; the
     minibatch past it takes no step, and the actor's epochs end there."""
     from npppo.envs import EnvFactory
     from npppo.losses import actor_loss_terms
 
-    config = tiny(episodes_per_batch=4, actor_epochs=50, batch_size=batch_size, target_kl=0.002,
+    config = tiny_config(episodes_per_batch=4, actor_epochs=50, batch_size=batch_size, target_kl=0.002,
                   optimizer="adam", mu_lr=3e-4, sigma_lr=3e-4, ent_coef_start=0.0, ent_coef_end=0.0, dtype="float64",
                   sigma_mode="state_independent")
     agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=2)

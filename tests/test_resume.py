@@ -28,6 +28,8 @@ def assert_same_state(resumed: PPO, straight: PPO) -> None:
     assert np.array_equal(resumed.critic.params, straight.critic.params)
     for name, array in snapshot(straight)[0].items():
         assert np.array_equal(snapshot(resumed)[0][name], array), name
+    # the counters, episodes begun per environment and the acting RNG's state
+    assert snapshot(resumed)[1] == snapshot(straight)[1]
 
 
 @pytest.mark.filterwarnings("ignore:the mu head ends in ReLU")

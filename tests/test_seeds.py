@@ -91,13 +91,6 @@ def test_seeds_refuse_a_folder_that_already_holds_one_of_the_runs(config, tmp_pa
     assert not (out / "seed_0").exists()
 
 
-def test_expand_runs_keeps_plain_run_folders(tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "progress.csv").write_text("steps,return_mean\n")
-    (tmp_path / "run" / "seed_0").mkdir()  # a run folder stays itself even if it holds such a folder
-    assert expand_runs([tmp_path / "run"]) == [tmp_path / "run"]
-
-
 def test_sigterm_to_a_batch_side_by_side_is_passed_on_and_each_run_saves(config, tmp_path):
     out = tmp_path / "batch"
     environment = {**os.environ, "NPPPO_TEST_SLEEP": "0.002"}  # SlowPendulum: slow enough to stop half-way

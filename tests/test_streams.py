@@ -1,14 +1,17 @@
-"""The table of random streams (npppo/streams.py): no two roles share a key, and a run draws every
-random number it uses from a stream of the table."""
+"""The table of random streams (npppo/streams.py): no two roles share a key, a run draws every
+random number it uses from a stream of the table, and each stream plays its role (an episode's
+reset and noise, each iteration's shuffles)."""
 
 from __future__ import annotations
 
 import itertools
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from npppo import PPO, presets, streams
+from npppo.envs import EnvFactory
 
 
 def words(key: tuple[int, ...]) -> tuple[int, ...]:
@@ -93,3 +96,43 @@ def test_a_run_draws_only_from_the_streams_of_the_table(batch, monkeypatch):
         {"EPISODE_RESET", "EPISODE_NOISE"} if batch["episodes_per_batch"] else {"FIXED_RESET", "FIXED_NOISE"})
     assert roles == {streams.ROLES[name] for name in expected}
     assert generators and all(words(seed) in used for seed in generators)  # no generator outside the table
+
+
+def test_each_episode_of_each_iteration_has_its_own_reset_seed_and_action_noise(tiny_config):
+    """Episode j of iteration i starts from the reset seed of (EPISODE_RESET, seed, i, j) and draws its
+    noise from (EPISODE_NOISE, seed, i, j): read back from the stored actions, (u - mu) / sigma."""
+    episode = 20
+    config = tiny_config(episodes_per_batch=3, dtype="float64")  # float64: the noise reads back to rounding
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=episode), config, seed=3)
+    first_obs, noises = {}, {}
+    for iteration in range(2):
+        batch = agent.collect()
+        mu, sigma = agent.policy.distribution(batch.obs.astype(agent.policy.dtype))
+        noise = (batch.actions - mu) / sigma
+        for j in range(3):
+            rows = slice(j * episode, (j + 1) * episode)
+            first_obs[iteration, j], noises[iteration, j] = batch.obs[rows.start], noise[rows]
+            reset, _ = gym.make("Pendulum-v1").reset(seed=streams.reset_seed(streams.EPISODE_RESET, 3, iteration, j))
+            np.testing.assert_array_equal(batch.obs[rows.start], reset)
+            drawn = streams.generator(streams.EPISODE_NOISE, 3, iteration, j).standard_normal((episode, 1))
+            np.testing.assert_allclose(noise[rows], drawn, atol=1e-6)
+        agent.update(batch, 10_000)
+    for a, b in itertools.combinations(first_obs, 2):  # other episodes, other iterations: other starts and noise
+        assert not np.array_equal(first_obs[a], first_obs[b]), (a, b)
+        assert np.max(np.abs(noises[a] - noises[b])) > 0.1, (a, b)
+
+
+def test_each_iteration_shuffles_the_actor_and_the_critic_with_streams_of_their_own(tiny_config, monkeypatch):
+    asked: list[tuple[int, ...]] = []
+    original_key = streams.key
+
+    def recording_key(role, seed, *parts):
+        asked.append((role, seed, *parts))
+        return original_key(role, seed, *parts)
+
+    monkeypatch.setattr(streams, "key", recording_key)
+    agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=20), tiny_config(batch_size=16), seed=3)
+    agent.learn(3 * 40)
+    assert agent.iteration == 3
+    for role in (streams.ACTOR_SHUFFLE, streams.CRITIC_SHUFFLE):
+        assert {key for key in asked if key[0] == role} == {(role, 3, i) for i in range(3)}

@@ -14,7 +14,7 @@ import uuid
 
 import optuna
 import pytest
-from test_workers import HERE, processes_tagged
+from test_backends_local import HERE, processes_tagged
 
 from npppo import presets
 from npppo.cli import main

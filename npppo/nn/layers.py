@@ -211,11 +211,6 @@ class FlatModel:
             raise ValueError(f"expected a parameter vector of shape {self.params.shape}, got {values.shape}")
         self.params[...] = values
 
-    def part_layout(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        """The compiled forward's (layout, alphas) of one part: rows ``(offset, fan_in, fan_out, code)``."""
-        rows = self.layers["part"] == part
-        return self.kernel_layout[0][rows], self.kernel_layout[1][rows]
-
 
 @njit(error_model="numpy")  # no zero-division branch in tanh's formula: it vectorises
 def forward_rows(params, layout, alphas, x, out):

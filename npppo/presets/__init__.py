@@ -51,11 +51,6 @@ def get(name: str) -> PPOConfig:
     return load(name)[0]
 
 
-def default_env(name: str) -> str:
-    """The environment a preset was made for."""
-    return load(name)[1]["env"]
-
-
 def for_env(env_id: str) -> str | None:
     """The name of the preset made for ``env_id`` (:data:`FOR_ENV`), or None."""
     return FOR_ENV.get(env_id)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from npppo import PPO, ConfigError, EnvError, TrainingError, WorkerError
+from npppo.checkpoint import snapshot
 from npppo.envs import EnvFactory
 
 HERE = Path(__file__).parent
@@ -71,6 +72,11 @@ def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, sma
         np.testing.assert_array_equal(other.critic.params, runs[0].critic.params)
         assert [m["return_mean"] for m in other.history] == [m["return_mean"] for m in runs[0].history]
         assert other.episodes_started == runs[0].episodes_started
+        # and all that a checkpoint holds: every optimizer's buffers, the observation and reward statistics
+        (arrays, meta), (expected, expected_meta) = snapshot(other), snapshot(runs[0])
+        assert sorted(arrays) == sorted(expected) and meta == expected_meta
+        for name, array in expected.items():
+            np.testing.assert_array_equal(arrays[name], array, err_msg=name)
 
 
 def test_workers_start_at_learn_and_end_at_close(tiny_config):
