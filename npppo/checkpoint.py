@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from npppo.config import PPOConfig
-from npppo.envs import EnvFactory
+from npppo.envs import EnvFactory, Spaces
 from npppo.errors import CheckpointError, ConfigError, NpppoError
 from npppo.inference import FORMAT_VERSION, META_KEY
 
@@ -50,28 +50,43 @@ def save(agent, path: str | Path, run: dict[str, Any] | None = None) -> Path:
 
 
 def snapshot(agent) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, metadata) of ``agent``'s training state as independent copies: a snapshot taken after
-    an iteration stays valid while training goes on, so it can be written later (e.g. on Ctrl-C)."""
-    arrays = {"policy.params": agent.policy.params, "policy.layers": agent.policy.layers,
-              "critic.params": agent.critic.params, "critic.layers": agent.critic.layers,
+    """(arrays, metadata) of ``agent``'s training state (:meth:`npppo.PPO.state`) as independent copies: a
+    snapshot taken after an iteration stays valid while training goes on, so it can be written later
+    (e.g. on Ctrl-C)."""
+    state = agent.state()
+    arrays = {"policy.params": state["policy"], "policy.layers": agent.policy.layers,
+              "critic.params": state["critic"], "critic.layers": agent.critic.layers,
               "action_low": agent.action_low, "action_high": agent.action_high}
-    for group, optimizer in agent.optimizers.items():
-        arrays.update({f"optim.{group}.{key}": value for key, value in optimizer.state().items()})
-    if agent.obs_rms is not None:
-        arrays.update({"obs_rms.mean": agent.obs_rms.mean, "obs_rms.var": agent.obs_rms.var,
-                       "obs_rms.count": np.array(agent.obs_rms.count)})
-    if agent.reward_normalizer is not None:
-        rms = agent.reward_normalizer.return_rms
-        arrays.update({"return_rms.mean": rms.mean, "return_rms.var": rms.var, "return_rms.count": np.array(rms.count)})
+    for group, optimizer_state in state["optimizers"].items():
+        arrays.update({f"optim.{group}.{key}": value for key, value in optimizer_state.items()})
+    for name in ("obs_rms", "return_rms"):
+        if state[name] is not None:
+            arrays.update({f"{name}.{key}": value for key, value in state[name].items()})
     meta = {
         "config": agent.config.to_dict(), "seed": agent.seed, "env_id": agent.env_id,
         "env": _env_record(agent.env_spec),
-        "obs_dim": agent.obs_dim, "action_dim": agent.action_dim, "iteration": agent.iteration,
-        "num_timesteps": agent.num_timesteps, "episodes_started": list(agent.episodes_started),
-        "act_rng": agent.act_rng.bit_generator.state,
+        "obs_dim": agent.obs_dim, "action_dim": agent.action_dim, "iteration": state["iteration"],
+        "num_timesteps": state["num_timesteps"], "episodes_started": state["rollout"]["episodes_started"],
+        "act_rng": state["act_rng"],
         "policy": {**agent.policy.facts(), "obs_clip": agent.config.obs_clip if agent.obs_rms else None},
     }
     return {name: np.array(value, copy=True) for name, value in arrays.items()}, json.loads(json.dumps(meta))
+
+
+def _state(arrays: dict[str, np.ndarray], meta: dict[str, Any], groups, model_only: bool) -> dict[str, Any]:
+    """The agent's state (:meth:`npppo.PPO.load_state`) of a checkpoint's arrays and metadata; a model
+    file's holds only what acting needs. ``groups``: the agent's optimizer groups."""
+
+    def part(prefix: str) -> dict[str, np.ndarray]:
+        return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+    state = {"policy": arrays["policy.params"], "critic": arrays["critic.params"], "obs_rms": part("obs_rms."),
+             "iteration": meta["iteration"], "num_timesteps": meta["num_timesteps"]}
+    if not model_only:
+        state.update(optimizers={group: part(f"optim.{group}.") for group in groups},
+                     return_rms=part("return_rms."), act_rng=meta["act_rng"],
+                     rollout={"episodes_started": meta["episodes_started"]})
+    return state
 
 
 def _env_record(spec) -> dict[str, Any] | None:
@@ -208,7 +223,7 @@ def load(cls, path: str | Path, env=None):
     arrays, meta = read_checkpoint(path)
     try:
         config = PPOConfig.from_dict(meta["config"])
-        spaces = (int(meta["obs_dim"]), int(meta["action_dim"]), arrays["action_low"], arrays["action_high"])
+        spaces = Spaces.of((meta["obs_dim"], meta["action_dim"], arrays["action_low"], arrays["action_high"]))
         seed = int(meta["seed"])
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or its config is invalid: {exc}") from exc
@@ -221,27 +236,9 @@ def load(cls, path: str | Path, env=None):
     agent.env_id = meta.get("env_id")
     model_only = meta.get("contents", "checkpoint") == "model"
     try:
-        agent.policy.set_params(arrays["policy.params"])
-        agent.critic.set_params(arrays["critic.params"])
-        if agent.obs_rms is not None:
-            agent.obs_rms.mean = np.array(arrays["obs_rms.mean"], np.float64)
-            agent.obs_rms.var = np.array(arrays["obs_rms.var"], np.float64)
-            agent.obs_rms.count = float(arrays["obs_rms.count"])
-        agent.iteration = int(meta["iteration"])
-        agent.num_timesteps = int(meta["num_timesteps"])
-        if model_only:
-            agent.loaded_model = str(path)  # learn() refuses: the training state is not in the file
-            return agent
-        for group, optimizer in agent.optimizers.items():
-            prefix = f"optim.{group}."
-            optimizer.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-        if agent.reward_normalizer is not None:
-            rms = agent.reward_normalizer.return_rms
-            rms.mean = np.array(arrays["return_rms.mean"], np.float64)
-            rms.var = np.array(arrays["return_rms.var"], np.float64)
-            rms.count = float(arrays["return_rms.count"])
-        agent.rollout.load_state({"episodes_started": meta["episodes_started"]})
-        agent.act_rng.bit_generator.state = meta["act_rng"]
+        agent.load_state(_state(arrays, meta, agent.optimizers, model_only))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {exc}") from exc
+    if model_only:
+        agent.loaded_model = str(path)  # learn() refuses: the training state is not in the file
     return agent

@@ -51,6 +51,16 @@ class RunningMeanStd:
     def normalize(self, x: np.ndarray) -> np.ndarray:
         return normalize_observations(x, self.mean, self.var, self.clip)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The statistics as independent arrays (a checkpoint's ``mean``, ``var``, ``count``)."""
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array(self.count)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        mean, var = np.array(state["mean"], np.float64), np.array(state["var"], np.float64)
+        if mean.shape != self.mean.shape or var.shape != self.var.shape:
+            raise ValueError(f"running statistics: expected shape {self.mean.shape}, got {mean.shape} and {var.shape}")
+        self.mean, self.var, self.count = mean, var, float(state["count"])
+
     def kernel_stats(self) -> np.ndarray:
         """(mean, sqrt(var + OBS_EPS)) as one (2, obs_dim) array: the compiled acting kernel's form."""
         return np.stack([self.mean, np.sqrt(self.var + OBS_EPS)])
@@ -86,6 +96,13 @@ class RewardNormalizer:
         rewards = np.asarray(rewards, np.float64)
         self.return_rms.update(discounted_returns(rewards, np.asarray(episode_ends, np.bool_), self.gamma))
         return self.scale(rewards)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The running statistics of the discounted return (:meth:`RunningMeanStd.state`)."""
+        return self.return_rms.state()
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.return_rms.load_state(state)
 
     def scale(self, rewards: np.ndarray) -> np.ndarray:
         """clip(r / sqrt(var_R + OBS_EPS), -clip, clip) with the current statistics (no update)."""

@@ -15,6 +15,7 @@ Saving and loading live in :mod:`npppo.checkpoint`, evaluation in :mod:`npppo.ev
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -31,7 +32,7 @@ from npppo.backends import MAX_WORKER_FAILURES, RAY_CONNECT_TIMEOUT_S
 from npppo.backends.rollout import Rollout
 from npppo.config import PPOConfig
 from npppo.critic import Critic
-from npppo.envs import EnvSpec, check_spaces, check_squash_bounds, make_env
+from npppo.envs import EnvSpec, Spaces, check_spaces, check_squash_bounds, make_env
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import CheckpointError
 from npppo.evaluation import evaluate
@@ -45,7 +46,6 @@ from npppo.threads import apply_default_threads
 from npppo.warmup import compile_update_kernels
 
 Callback = Callable[["PPO", dict[str, Any]], bool | None]
-Spaces = tuple[int, int, np.ndarray, np.ndarray]  # obs_dim, action_dim, action_low, action_high
 
 
 class PPO:
@@ -80,12 +80,13 @@ class PPO:
         self.episode_step_limit = episode_step_limit
 
     @classmethod
-    def from_spaces(cls, spaces: Spaces, config: PPOConfig | None = None, seed: int = 0,
+    def from_spaces(cls, spaces: Spaces | tuple, config: PPOConfig | None = None, seed: int = 0,
                     env: EnvSpec | None = None) -> PPO:
         """An agent for these spaces without making an environment (acting needs none; ``env`` is
-        made when training or evaluation first needs it)."""
+        made when training or evaluation first needs it). ``spaces``: a :class:`npppo.envs.Spaces`, or
+        the tuple (obs_dim, action_dim, action_low, action_high)."""
         agent = cls.__new__(cls)
-        agent._setup(spaces, config, seed, env)
+        agent._setup(Spaces.of(spaces), config, seed, env)
         return agent
 
     def _setup(self, spaces: Spaces, config: PPOConfig | None, seed: int, env: EnvSpec | None, first_env=None
@@ -95,7 +96,9 @@ class PPO:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
-        self.obs_dim, self.action_dim, self.action_low, self.action_high = spaces
+        self.spaces = spaces
+        self.obs_dim, self.action_dim = spaces.obs_dim, spaces.action_dim
+        self.action_low, self.action_high = spaces.action_low, spaces.action_high
         self.dtype = np.dtype(cfg.dtype)
         init_rng = streams.generator(streams.INIT, self.seed)
         self.policy = GaussianPolicy(self.obs_dim, self.action_dim, cfg, init_rng)
@@ -381,6 +384,36 @@ class PPO:
         return values, returns, advantages
 
     # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        """Everything training goes on from, as independent copies: both networks' parameters, each
+        optimizer's state, the observation and return statistics (None where not configured), the
+        counters, the acting RNG's state and the rollout's (:mod:`npppo.checkpoint` writes it)."""
+        return {
+            "policy": self.policy.params.copy(), "critic": self.critic.params.copy(),
+            "optimizers": {group: optimizer.state() for group, optimizer in self.optimizers.items()},
+            "obs_rms": self.obs_rms.state() if self.obs_rms is not None else None,
+            "return_rms": self.reward_normalizer.state() if self.reward_normalizer is not None else None,
+            "iteration": self.iteration, "num_timesteps": self.num_timesteps,
+            "act_rng": copy.deepcopy(self.act_rng.bit_generator.state), "rollout": self.rollout.state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Set what :meth:`state` returned. A model file's state (for acting) holds only the networks,
+        the observation statistics and the counters: the rest is then left as it is."""
+        self.policy.set_params(state["policy"])
+        self.critic.set_params(state["critic"])
+        if self.obs_rms is not None:
+            self.obs_rms.load_state(state["obs_rms"])
+        self.iteration, self.num_timesteps = int(state["iteration"]), int(state["num_timesteps"])
+        for group, optimizer_state in state.get("optimizers", {}).items():
+            self.optimizers[group].load_state(optimizer_state)
+        if self.reward_normalizer is not None and "return_rms" in state:
+            self.reward_normalizer.load_state(state["return_rms"])
+        if "act_rng" in state:
+            self.act_rng.bit_generator.state = state["act_rng"]
+        if "rollout" in state:
+            self.rollout.load_state(state["rollout"])
+
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint (one .npz, written atomically); see :mod:`npppo.checkpoint`."""
         return checkpoint.save(self, path)

@@ -84,10 +84,9 @@ def compile_update_kernels(agent) -> None:
     """Compile (or load) every kernel of ``agent``'s update with the same types as a real one, by one
     update of a throwaway agent of the same spaces and config on a made-up batch of two short
     episodes. ``agent`` itself is untouched: no parameter, statistic or random stream moves."""
-    spaces = (agent.obs_dim, agent.action_dim, agent.action_low, agent.action_high)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the config's own warnings were given for the real agent
-        twin = type(agent).from_spaces(spaces, agent.config, agent.seed)
+        twin = type(agent).from_spaces(agent.spaces, agent.config, agent.seed)
     try:
         twin.train_iteration(1_000_000, made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4))
     except TrainingError:

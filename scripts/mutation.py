@@ -92,8 +92,8 @@ MODULES: dict[str, list[str]] = {
                            "tests/test_layers.py", "tests/test_policy.py", "tests/test_critic.py",
                            "tests/test_losses.py", "tests/test_sampler.py", *COMMON],
     "npppo/evaluation.py": ["tests/test_evaluation.py", "tests/test_ppo_wiring.py", "tests/test_cli.py"],
-    "npppo/train.py": ["tests/test_train.py", "tests/test_cli.py", "tests/test_errors.py", "tests/test_learning_curves.py",
-                       "tests/test_bench.py"],
+    "npppo/train.py": ["tests/test_train.py", "tests/test_cli.py", "tests/test_errors.py",
+                       "tests/test_learning_curves.py", "tests/test_bench.py"],
     "npppo/interrupts.py": ["tests/test_interrupts.py", "tests/test_train.py", "tests/test_cli.py"],
     "npppo/run_folder.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_seeds.py"],
 }

@@ -123,9 +123,9 @@ def split(preset: str, repeats: int) -> dict:
     result = {}
     for path, env_id in (("python", "Pendulum-v1"), ("fused", "npppo/Pendulum-v1")):
         envs = [make_env(env_id) for _ in range(n_envs)]
-        obs_dim, action_dim, low, high = check_spaces(envs[0])
-        policy = GaussianPolicy(obs_dim, action_dim, config, np.random.default_rng(0))
-        sampler = Sampler(envs, list(range(n_envs)), policy, low, high, 0, None)
+        spaces = check_spaces(envs[0])
+        policy = GaussianPolicy(spaces.obs_dim, spaces.action_dim, config, np.random.default_rng(0))
+        sampler = Sampler(envs, list(range(n_envs)), policy, spaces.action_low, spaces.action_high, 0, None)
         steps = sampler.collect_episodes(0, episodes).steps
         total = median_s(lambda sampler=sampler: sampler.collect_episodes(0, episodes), repeats) / steps
         parts = (python_parts(sampler, steps, repeats) if path == "python"

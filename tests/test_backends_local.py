@@ -15,6 +15,7 @@ import envs_for_tests
 import numpy as np
 import pytest
 
+import npppo.losses
 from npppo import PPO, ConfigError, EnvError, TrainingError, WorkerError
 from npppo.checkpoint import snapshot
 from npppo.envs import EnvFactory
@@ -77,6 +78,16 @@ def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, sma
         assert sorted(arrays) == sorted(expected) and meta == expected_meta
         for name, array in expected.items():
             np.testing.assert_array_equal(arrays[name], array, err_msg=name)
+
+
+def test_a_full_batch_longer_than_a_row_block_gives_the_same_bits_with_the_critic_in_a_worker(tiny_config):
+    # a full batch of whole episodes (its length unknown in advance) runs the critic's passes in worker 0,
+    # which computes a step of more than BLOCK_ROWS rows in row blocks on its own twins, as the learner does
+    config = tiny_config(num_envs=2, episodes_per_batch=83, actor_epochs=1, critic_epochs=1)
+    one, two = (train(config, workers, 1, env=EnvFactory("Pendulum-v1", max_episode_steps=50)) for workers in (1, 2))
+    assert one.history[0]["batch_steps"] > npppo.losses.BLOCK_ROWS
+    np.testing.assert_array_equal(two.critic.params, one.critic.params)
+    np.testing.assert_array_equal(two.policy.params, one.policy.params)
 
 
 def test_workers_start_at_learn_and_end_at_close(tiny_config):
@@ -263,7 +274,8 @@ def test_the_ray_backend_gets_the_run_and_the_address(tiny_config, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         agent.learn(100)
     (spec, config, spaces, seed, slices, started, failures, address, timeout, step_limit), = made
-    assert spec == env and config is agent.config and spaces[:2] == (3, 1) and seed == 4 and step_limit == 100_000
+    assert spec == env and config is agent.config and (spaces.obs_dim, spaces.action_dim) == (3, 1)
+    assert seed == 4 and step_limit == 100_000
     assert slices == [[0, 1], [2]] and list(started) == [0, 0, 0] and failures == 5
     assert address == "ray://head:10001" and timeout == 12
 

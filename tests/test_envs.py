@@ -30,7 +30,8 @@ def test_ids_instances_and_factories_make_environments():
     assert make_env("Pendulum-v1", g=5.0).unwrapped.g == 5.0
     assert isinstance(make_env(lambda: gym.make("Pendulum-v1")), gym.Env)
     assert env_name(instance) == "Pendulum-v1" and env_name("Hopper-v5") == "Hopper-v5"
-    assert check_spaces(instance)[:2] == (3, 1)
+    spaces = check_spaces(instance)
+    assert (spaces.obs_dim, spaces.action_dim) == (3, 1)
 
 
 def test_a_factory_of_id_kwargs_and_time_limit_is_picklable_and_applies_them():

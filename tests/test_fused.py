@@ -53,7 +53,8 @@ def samplers(env, preset: str = "pendulum", n_envs: int = 3, seed: int = 7, **ch
     config = presets.get(preset).replace(**changes)
     make = (lambda: make_env(env)) if isinstance(env, str) else env
     envs = [make() for _ in range(n_envs)]
-    obs_dim, action_dim, low, high = check_spaces(envs[0])
+    spaces = check_spaces(envs[0])
+    obs_dim, action_dim, low, high = spaces.obs_dim, spaces.action_dim, spaces.action_low, spaces.action_high
     policy = GaussianPolicy(obs_dim, action_dim, config, np.random.default_rng(seed))
     clip = config.obs_clip if config.normalize_obs else None
     with_fused = Sampler(envs, list(range(n_envs)), policy, low, high, seed, clip)

@@ -184,7 +184,7 @@ def test_target_kl_stops_before_the_step_of_a_minibatch_past_one_and_a_half_time
     agent = PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=2)
     batch = agent.collect()
     before = agent.policy.params.copy()
-    metrics = agent.update(batch, total_steps=10_000)
+    metrics = agent.train_iteration(10_000, batch)
     assert 0 < metrics["actor_updates"] < 50 * (1 if batch_size is None else -(-batch.steps // batch_size))
     if batch_size is None:
         # the full batch: the KL of the final parameters is the one that stopped the epochs, past 1.5 target

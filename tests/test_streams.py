@@ -116,7 +116,7 @@ def test_each_episode_of_each_iteration_has_its_own_reset_seed_and_action_noise(
             np.testing.assert_array_equal(batch.obs[rows.start], reset)
             drawn = streams.generator(streams.EPISODE_NOISE, 3, iteration, j).standard_normal((episode, 1))
             np.testing.assert_allclose(noise[rows], drawn, atol=1e-6)
-        agent.update(batch, 10_000)
+        agent.train_iteration(10_000, batch)
     for a, b in itertools.combinations(first_obs, 2):  # other episodes, other iterations: other starts and noise
         assert not np.array_equal(first_obs[a], first_obs[b]), (a, b)
         assert np.max(np.abs(noises[a] - noises[b])) > 0.1, (a, b)

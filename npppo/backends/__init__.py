@@ -129,8 +129,8 @@ def build_sampler(envs: list, env_ids: list[int], policy, spaces, config: PPOCon
                   episodes_started, episode_step_limit: int) -> Sampler:
     """The one place a Sampler is made: over ``envs`` (the run's environments ``env_ids``), running
     ``policy``, their fixed-step resets continuing from ``episodes_started`` (one count per environment)."""
-    _, _, low, high = spaces
-    sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None,
+    obs_clip = config.obs_clip if config.normalize_obs else None
+    sampler = Sampler(envs, env_ids, policy, spaces.action_low, spaces.action_high, run_seed, obs_clip,
                       episode_step_limit)
     sampler.episodes_started[:] = episodes_started
     return sampler
@@ -144,7 +144,7 @@ def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_se
     from npppo.policy import GaussianPolicy
     from npppo.sampler import sample_actions
 
-    obs_dim, action_dim, low, high = spaces
+    obs_dim, action_dim, low, high = spaces.obs_dim, spaces.action_dim, spaces.action_low, spaces.action_high
     # the learner sends the parameters before each batch: the initial ones here are only a placeholder
     policy = GaussianPolicy(obs_dim, action_dim, config, generator(INIT, run_seed))
     try:

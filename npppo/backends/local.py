@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,59 @@ from npppo.backends import (
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import ConfigError
-from npppo.passes import CriticData, critic_passes, make_optimizer
+from npppo.passes import BlockTwins, CriticData, critic_passes, make_optimizer
 from npppo.sampler import Batch
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+READY = "ready"  # a worker's first message, once it has built its environments and warmed its kernels
+
+
+# what crosses the pipe besides READY and None (the learner's "stop"): each message a dataclass
+@dataclass(frozen=True)
+class CollectJob:
+    """Learner to worker: collect ``work`` (episode ids, or step counts per environment) of ``iteration``
+    under these policy parameters and observation statistics ((mean, var) or None). Answer: (the
+    worker's part of the batch, its environments' episodes begun)."""
+
+    iteration: int
+    params: np.ndarray
+    obs_stats: tuple | None
+    work: list[int]
+
+
+@dataclass(frozen=True)
+class CriticJob:
+    """Learner to worker 0: the critic's passes (:func:`npppo.passes.critic_passes`) from these parameters
+    and optimizer state. Answer: a :class:`CriticResult`."""
+
+    params: np.ndarray
+    optimizer_state: dict
+    data: CriticData
+    lr_scale: float
+    seed: int
+    iteration: int
+
+
+@dataclass(frozen=True)
+class CriticResult:
+    """The critic's parameters and optimizer state where the passes ended, the last epoch's losses and
+    every step's gradient norm."""
+
+    params: np.ndarray
+    optimizer_state: dict
+    losses: list[float]
+    norms: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Worker to learner, its last message: what it raised (``own``: the name of one of npppo's errors
+    that are never retried, else None)."""
+
+    name: str
+    text: str
+    trace: str
+    own: str | None
 
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started,
@@ -53,26 +103,25 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
         config = PPOConfig.from_dict(config_dict)
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
         critic = None
-        conn.send(("ready", None))
+        conn.send(READY)
         while True:
-            message = conn.recv()
-            if message is None:
+            job = conn.recv()
+            if job is None:
                 return
-            if message[0] == "critic":
+            if isinstance(job, CriticJob):
                 if critic is None:
-                    critic = _critic_of(config, spaces[0])
-                conn.send(("critic", _critic_passes(*critic, config, *message[1:])))
+                    critic = _critic_of(config, spaces.obs_dim)
+                conn.send(_critic_passes(*critic, config, job))
                 continue
-            _, iteration, params, obs_stats, work = message
-            sampler.policy.set_params(params)
-            batch = collect(sampler, config, iteration, work, obs_stats)
-            conn.send(("batch", (batch, sampler.episodes_started.copy())))
+            sampler.policy.set_params(job.params)
+            batch = collect(sampler, config, job.iteration, job.work, job.obs_stats)
+            conn.send((batch, sampler.episodes_started.copy()))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return  # the learner is gone
     except BaseException as exc:  # the environment is the user's code: report it whole
         own = type(exc).__name__ if isinstance(exc, NEVER_RETRIED) else None
         try:
-            conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(), own)))
+            conn.send(Failed(type(exc).__name__, str(exc), traceback.format_exc(), own))
         except (BrokenPipeError, OSError):
             pass
 
@@ -82,16 +131,16 @@ def _critic_of(config: PPOConfig, obs_dim: int):
     from npppo.critic import Critic
 
     critic = Critic(obs_dim, config, np.random.default_rng(0))
-    return critic, make_optimizer(config, 0, critic.params.shape[0], config.critic_lr, critic.dtype)
+    return BlockTwins(critic), make_optimizer(config, 0, critic.params.shape[0], config.critic_lr, critic.dtype)
 
 
-def _critic_passes(critic, optimizer, config: PPOConfig, params, state, obs, targets, old_values, *args):
-    """:func:`npppo.passes.critic_passes` from the learner's parameters and optimizer state; returns both
-    as they end, with the losses and gradient norms."""
-    critic.set_params(params)
-    optimizer.load_state(state)
-    losses, norms = critic_passes([critic], optimizer, config, CriticData(obs, targets, old_values), *args)
-    return critic.params.copy(), optimizer.state(), losses, norms
+def _critic_passes(twins: BlockTwins, optimizer, config: PPOConfig, job: CriticJob) -> CriticResult:
+    """:func:`npppo.passes.critic_passes` from the learner's parameters and optimizer state."""
+    critics = twins(job.data.obs.shape[0])  # a full batch longer than BLOCK_ROWS goes in row blocks
+    critics[0].set_params(job.params)
+    optimizer.load_state(job.optimizer_state)
+    losses, norms = critic_passes(critics, optimizer, config, job.data, job.lr_scale, job.seed, job.iteration)
+    return CriticResult(critics[0].params.copy(), optimizer.state(), losses, norms)
 
 
 class WorkerCriticPasses:
@@ -104,19 +153,18 @@ class WorkerCriticPasses:
         self.workers, self.job = workers, None
 
     def start_critic(self, twins, optimizer, data, lr_scale: float, seed: int, iteration: int) -> None:
-        self.job = ("critic", twins.models[0].params, optimizer.state(), data.obs, data.targets, data.old_values,
-                    lr_scale, seed, iteration)
+        self.job = CriticJob(twins.models[0].params, optimizer.state(), data, lr_scale, seed, iteration)
         self.critic, self.optimizer = twins.models[0], optimizer
         self.workers._send(0, self.job)
 
     def finish_critic(self):
         """The job's (losses, norms), the critic and its optimizer set to where they ended; a worker
         lost on the way is replaced and the job run again (the same inputs, the same result)."""
-        params, state, losses, norms = self.workers._receive(0, self.job)
+        result = self.workers._receive(0, self.job)
         self.job = None
-        self.critic.set_params(params)
-        self.optimizer.load_state(state)
-        return losses, norms
+        self.critic.set_params(result.params)
+        self.optimizer.load_state(result.optimizer_state)
+        return result.losses, result.norms
 
     def abandon(self) -> None:
         if self.job is not None:  # worker 0 may still run the job, or have ended with its error
@@ -201,7 +249,7 @@ class LocalWorkers:
     def collect(self, iteration: int, params: np.ndarray, obs_stats) -> tuple[Batch, np.ndarray]:
         """Each worker's part of the batch, joined in worker (so environment) order, and the episodes
         begun per environment after it."""
-        messages = [("collect", iteration, params, obs_stats, work) for work in self.work]
+        messages = [CollectJob(iteration, params, obs_stats, work) for work in self.work]
         for w, message in enumerate(messages):
             self._send(w, message)
         parts = [self._receive(w, messages[w]) for w in range(len(self.workers))]
@@ -230,7 +278,7 @@ class LocalWorkers:
         """Worker w's next answer, or WorkerFailure; npppo's own errors are raised as they are."""
         process, conn = self.workers[w]
         try:
-            kind, payload = conn.recv()
+            answer = conn.recv()
         except (EOFError, OSError):
             process.join(timeout=5)
             reason = f"worker {w} (pid {process.pid}) died with exit code {process.exitcode}"
@@ -239,12 +287,11 @@ class LocalWorkers:
                            "that code under `if __name__ == \"__main__\":`, since workers start by importing "
                            "the main module")
             raise WorkerFailure(reason) from None
-        if kind == "error":
-            name, text, trace, own = payload
-            if own:
-                raise {error.__name__: error for error in NEVER_RETRIED}[own](text)
-            raise WorkerFailure(f"the environment in worker {w} raised {name}: {text}\n{trace}")
-        return payload
+        if isinstance(answer, Failed):
+            if answer.own:
+                raise {error.__name__: error for error in NEVER_RETRIED}[answer.own](answer.text)
+            raise WorkerFailure(f"the environment in worker {w} raised {answer.name}: {answer.text}\n{answer.trace}")
+        return answer
 
     def _stop(self, w: int) -> None:
         process, conn = self.workers[w]

@@ -37,7 +37,7 @@ from npppo.sampler import Batch
 class Rollout:
     """The environments and workers of one agent's run (see the module docstring).
 
-    ``spaces`` = (obs_dim, action_dim, action_low, action_high); ``policy`` is the learner's (the
+    ``spaces``: a :class:`npppo.envs.Spaces`; ``policy`` is the learner's (the
     in-process sampler runs it; workers get its parameters with each batch); ``first_env`` an
     environment already made from ``env_spec``; ``warm_up`` runs in the learner while the first
     local worker compiles the rollout's kernels (:mod:`npppo.warmup`).
@@ -74,12 +74,12 @@ class Rollout:
                            f"{self.env_id!r}, which a checkpoint cannot rebuild): load it with PPO.load(path, "
                            "env=...), passing an id, a gymnasium.Env or a function returning one")
         env = make_env(spec)
-        obs_dim, action_dim, _, _ = check_spaces(env)
-        if (obs_dim, action_dim) != tuple(self.spaces[:2]):
+        mine, theirs = self.spaces, check_spaces(env)
+        if (theirs.obs_dim, theirs.action_dim) != (mine.obs_dim, mine.action_dim):
             raise EnvError(
-                f"this agent was made for observation shape ({self.spaces[0]},) and action shape ({self.spaces[1]},), "
-                f"but environment {env_name(spec)!r} has observation shape ({obs_dim},) and action shape "
-                f"({action_dim},)"
+                f"this agent was made for observation shape ({mine.obs_dim},) and action shape ({mine.action_dim},), "
+                f"but environment {env_name(spec)!r} has observation shape ({theirs.obs_dim},) and action shape "
+                f"({theirs.action_dim},)"
             )
         return env
 
@@ -132,11 +132,9 @@ class Rollout:
         return {"episodes_started": self.episodes_started.tolist()}
 
     def load_state(self, state: dict) -> None:
-        started = np.asarray(state["episodes_started"], np.int64)
-        if started.shape != self.episodes_started.shape:
-            raise ValueError(f"episodes_started has {started.size} environments, the run has {self.num_envs}")
         self.close()  # workers hold the counts they were started with
-        self.episodes_started = started
+        # as saved: an agent trained on one instance saved one count, though a config may name more
+        self.episodes_started = np.asarray(state["episodes_started"], np.int64)
 
     # ------------------------------------------------------------------ running
     def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:

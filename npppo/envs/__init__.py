@@ -8,9 +8,10 @@ Gymnasium when ``npppo`` is imported; each module loads on the first ``gymnasium
 
 from __future__ import annotations
 
-from npppo.envs.make import EnvFactory, EnvSpec, check_spaces, check_squash_bounds, env_name, make_env
+from npppo.envs.make import EnvFactory, EnvSpec, Spaces, check_spaces, check_squash_bounds, env_name, make_env
 
-__all__ = ["EnvFactory", "EnvSpec", "check_spaces", "check_squash_bounds", "env_name", "make_env", "register_envs"]
+__all__ = ["EnvFactory", "EnvSpec", "Spaces", "check_spaces", "check_squash_bounds", "env_name", "make_env",
+           "register_envs"]
 
 
 REGISTERED = (  # id, entry point, time limit

@@ -163,8 +163,26 @@ def env_name(spec: EnvSpec) -> str:
     return getattr(spec, "__name__", type(spec).__name__)
 
 
-def check_spaces(env: gym.Env) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """(obs_dim, action_dim, action_low, action_high), or an error saying what to change."""
+@dataclass(frozen=True)
+class Spaces:
+    """What an agent is made for: the observation and action sizes and the action bounds (float64)."""
+
+    obs_dim: int
+    action_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    @classmethod
+    def of(cls, spaces: Spaces | tuple) -> Spaces:
+        """``spaces`` as a Spaces (from a tuple (obs_dim, action_dim, action_low, action_high) too)."""
+        if isinstance(spaces, Spaces):
+            return spaces
+        obs_dim, action_dim, low, high = spaces
+        return cls(int(obs_dim), int(action_dim), np.asarray(low, np.float64), np.asarray(high, np.float64))
+
+
+def check_spaces(env: gym.Env) -> Spaces:
+    """The environment's :class:`Spaces`, or an error saying what to change."""
     action_space: Any = env.action_space
     obs_space: Any = env.observation_space
     if not isinstance(action_space, gym.spaces.Box):
@@ -190,4 +208,4 @@ def check_spaces(env: gym.Env) -> tuple[int, int, np.ndarray, np.ndarray]:
         )
     low = np.asarray(action_space.low, dtype=np.float64)
     high = np.asarray(action_space.high, dtype=np.float64)
-    return obs_space.shape[0], action_space.shape[0], low, high
+    return Spaces(obs_space.shape[0], action_space.shape[0], low, high)
