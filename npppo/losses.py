@@ -10,7 +10,7 @@ Actor (clipped surrogate with entropy bonus), over a batch of N samples::
                        = 0    elsewhere (the clipped term is constant in θ)
     dL/dlog pi_t = -(1/N) (d min / d r_t) r_t          (since dr/dlog pi = r)
     dL/dmu, dL/dsigma  follow from d log pi / d(mu, sigma) and dH/dsigma = 1/sigma
-                       (:mod:`npppo.distributions`), then the policy's backward.
+                       (:mod:`npppo.distributions`, each beside its value), then the policy's backward.
 
 With a tanh-squashed policy (``squash_bounds``), log pi includes the log-determinant of the squash,
 which depends on the stored sample alone: it cancels in r_t and leaves every derivative unchanged.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from npppo.critic import Critic
-from npppo.distributions import normal_entropy, normal_log_density, tanh_log_det
+from npppo.distributions import log_prob_row, normal_entropy, normal_entropy_backward, normal_log_density_backward
 from npppo.inference import gaussian_entropy, gaussian_log_prob
 from npppo.inference import tanh_log_det as reference_tanh_log_det
 from npppo.jit import njit
@@ -59,14 +59,10 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     ratio_sum = 0.0
     squash = squash_bounds.shape[0] > 0
     for i in range(n):
-        log_prob = 0.0
+        log_prob = log_prob_row(actions[i], mu[i], sigma[i], squash_bounds, squash)  # as the rollout's
         entropy = 0.0
         for d in range(dims):
-            # float64 whatever the policy's dtype (docs/math.md §5, float32 and small σ), as the rollout
-            log_prob += normal_log_density(np.float64(actions[i, d]), np.float64(mu[i, d]), np.float64(sigma[i, d]))
             entropy += normal_entropy(sigma[i, d])
-            if squash:
-                log_prob -= tanh_log_det(actions[i, d], squash_bounds[0, d], squash_bounds[1, d])
         log_ratio = log_prob - old_log_prob[i]
         ratio = math.exp(log_ratio)
         advantage = advantages[i]
@@ -76,12 +72,9 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
         unclipped = ratio <= 1.0 + clip_eps if advantage >= 0.0 else ratio >= 1.0 - clip_eps
         grad_log_prob = -inv_n * advantage * ratio if unclipped else 0.0
         for d in range(dims):
-            diff = actions[i, d] - mu[i, d]
-            inv_sigma = 1.0 / sigma[i, d]
-            inv_var = inv_sigma * inv_sigma
-            grad_mu[i, d] = grad_log_prob * diff * inv_var
-            grad_sigma[i, d] = grad_log_prob * (diff * diff * inv_var * inv_sigma - inv_sigma) \
-                - ent_coef * inv_n * inv_sigma
+            from_mu, from_sigma = normal_log_density_backward(actions[i, d], mu[i, d], sigma[i, d], grad_log_prob)
+            grad_mu[i, d] = from_mu
+            grad_sigma[i, d] = from_sigma - normal_entropy_backward(sigma[i, d], ent_coef * inv_n)
         entropy_sum += entropy
         kl_sum += (ratio - 1.0) - log_ratio
         ratio_sum += ratio

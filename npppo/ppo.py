@@ -39,7 +39,7 @@ from npppo.losses import BLOCK_ROWS, actor_loss_blocks, critic_loss_blocks, read
 from npppo.normalization import RewardNormalizer, RunningMeanStd
 from npppo.optim import Optimizer, l2_norm, nonfinite_error
 from npppo.policy import GaussianPolicy
-from npppo.returns import gae_advantages, n_step_returns, normalize
+from npppo.returns import gae_advantages, n_step_returns, normalize_advantages
 from npppo.sampler import Batch, Sampler
 from npppo.threads import apply_default_threads
 
@@ -120,7 +120,7 @@ class PPO:
         self.loaded_model: str | None = None  # the model file (no training state) this agent was loaded from
         self.act_rng = streams.generator(streams.ACT, self.seed)
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
-        self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
+        self._squash_bounds = self._action_bounds if self.policy.squashed else None
         if self._squash_bounds is not None:
             check_squash_bounds(self.action_low, self.action_high, self.env_id)
         self._backend = None  # the rollout's backend, started at the first collect()
@@ -553,7 +553,7 @@ class PPO:
             advantages = gae_advantages(rewards, values, batch.episode_ends, end_values, cfg.gamma, cfg.gae_lambda)
             returns = advantages + values
         if cfg.normalize_advantages:
-            advantages = normalize(advantages)
+            advantages = normalize_advantages(advantages)
         return values, returns, advantages
 
     def _twins_of(self, network: str, rows: int) -> list:

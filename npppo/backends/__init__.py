@@ -103,7 +103,6 @@ def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_se
     """A sampler with its own environments and policy copy, kernels warmed (what a worker holds)."""
     from npppo.envs import make_env
     from npppo.policy import GaussianPolicy
-    from npppo.sampler import sample_actions
 
     obs_dim, action_dim, low, high = spaces
     # the learner sends the parameters before each batch: the initial ones here are only a placeholder
@@ -116,7 +115,5 @@ def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_se
     sampler = Sampler(envs, env_ids, policy, low, high, run_seed, config.obs_clip if config.normalize_obs else None,
                       episode_step_limit)
     sampler.episodes_started[:] = episodes_started
-    mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
-    sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
-                   policy.action_squash == "tanh", np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
+    sampler.load_kernels()
     return sampler
