@@ -18,9 +18,9 @@ the Gaussian sample u (which the batch stores), and::
 The correction depends on u alone, not on mu or sigma: the derivatives above are unchanged, and it
 cancels in PPO's ratio (docs/math.md §4). The entropy term stays the Gaussian's H (of u).
 
-The compiled forms below are of one coordinate (``*_scalar``, :func:`normal_log_density`) or of one
-row (:func:`act_row`, :func:`log_prob_row`: the one compiled description of acting, which the
-rollout's kernels, batch-1 acting and the fused actor loss all call); their NumPy references, summed
+The compiled forms below are of one coordinate; :func:`act_coordinate` and :func:`add_log_prob` are the
+one compiled description of acting (the rollout's kernels and batch-1 acting call the first, the
+rollout and the fused actor loss the second); their NumPy references, summed
 over a batch's rows, are :func:`npppo.inference.gaussian_log_prob`, :func:`npppo.inference.gaussian_entropy`,
 :func:`npppo.inference.tanh_squash` and :func:`npppo.inference.tanh_log_det`. They use NumPy's error
 model: a division by sigma = 0 gives inf, which the trainer reports as a non-finite loss, instead of
@@ -85,30 +85,24 @@ def tanh_log_det_scalar(u, low, high):
 
 
 @njit(inline="always", error_model="numpy")
-def act_row(mu, sigma, noise, bounds, squash, u, action):
-    """One row's action: ``u = mu + sigma * noise`` in float64 (``u = mu`` for an empty noise, sigma
-    then unread), and ``action``, what the environment receives: u clipped to [bounds[0], bounds[1]],
-    or with ``squash`` tanh-squashed into them (:func:`tanh_squash_scalar`).
-
-    mu, sigma (D,) in the policy's dtype; noise (D,) or (0,) float64; bounds (2, D); u, action (D,) float64.
-    """
-    sampled = noise.shape[0] > 0
-    for d in range(mu.shape[0]):
-        x = np.float64(mu[d])
-        if sampled:
-            x += np.float64(sigma[d]) * noise[d]
-        u[d] = x
-        low, high = bounds[0, d], bounds[1, d]
-        action[d] = tanh_squash_scalar(x, low, high) if squash else min(max(x, low), high)
+def act_coordinate(mu, sigma, noise, sampled, bounds, d, squash):
+    """(u, action) of coordinate d of one row: ``u = mu + sigma * noise`` in float64 (``u = mu`` unless
+    ``sampled``; sigma and noise are then not read), and the ``action`` the environment receives: u
+    clipped to [bounds[0, d], bounds[1, d]], or with ``squash`` tanh-squashed into them
+    (:func:`tanh_squash_scalar`). mu, sigma in the policy's dtype; bounds (2, D) float64."""
+    u = np.float64(mu)
+    if sampled:
+        u += np.float64(sigma) * noise
+    low, high = bounds[0, d], bounds[1, d]
+    return u, tanh_squash_scalar(u, low, high) if squash else min(max(u, low), high)
 
 
 @njit(inline="always", error_model="numpy")
-def log_prob_row(u, mu, sigma, bounds, squash):
-    """log pi of one row's sample u (D,) under N(mu, sigma^2), in float64 whatever the policy's dtype
-    (docs/math.md §5); with ``squash`` that of the squashed action (less log|da/du|, bounds (2, D))."""
-    total = 0.0
-    for d in range(u.shape[0]):
-        total += normal_log_density(np.float64(u[d]), np.float64(mu[d]), np.float64(sigma[d]))
-        if squash:
-            total -= tanh_log_det_scalar(u[d], bounds[0, d], bounds[1, d])
+def add_log_prob(total, u, mu, sigma, bounds, d, squash):
+    """``total`` plus coordinate d's term of log pi(u): log N(u; mu, sigma^2) in float64 whatever the
+    policy's dtype (docs/math.md §5), then with ``squash`` less log|da/du| (bounds (2, D), else unread).
+    A row's log pi is this summed over d in order, by every kernel alike (the same bits)."""
+    total += normal_log_density(np.float64(u), np.float64(mu), np.float64(sigma))
+    if squash:
+        total -= tanh_log_det_scalar(u, bounds[0, d], bounds[1, d])
     return total

@@ -10,7 +10,7 @@ Gymnasium form of the same environments, because it runs the same kernels on the
   environments from ``FIXED_RESET`` and ``FIXED_NOISE`` (see :mod:`npppo.sampler`). Resets and
   noise are drawn in Python before the call (a reset runs the environment's own reset, as
   Gymnasium's ``reset(seed=...)`` would);
-* per step, inside the call: the observation normalised (:func:`npppo.policy.normalize_observation_row`,
+* per step, inside the call: the observation normalised (:func:`npppo.policy.normalize_observation`,
   as :func:`npppo.inference.normalize_observations` does), the row-by-row forward
   (:func:`npppo.policy._policy_rows`), :func:`npppo.sampler.sample_actions`,
   the environment's compiled step (the very machine code its ``gymnasium.Env`` form calls), the
@@ -35,7 +35,7 @@ from npppo.envs.compiled import STEP_TYPE, compiled_of
 from npppo.envs.make import episode_too_long
 from npppo.inference import OBS_EPS
 from npppo.jit import njit
-from npppo.policy import _policy_rows, normalize_observation_row
+from npppo.policy import _policy_rows, normalize_observation
 from npppo.sampler import Batch, sample_actions
 from npppo.streams import EPISODE_NOISE, EPISODE_RESET, FIXED_NOISE, FIXED_RESET, generator, reset_seed
 
@@ -89,8 +89,9 @@ def _rollout(step, env_params, params, layout, alphas, parts, sigma_min, obs_shi
             row = counters[ROWS]
             if row == rows_rewards.shape[0]:
                 return NEED_ROWS
-            rows_obs[row] = lane_obs[lane]
-            normalize_observation_row(lane_obs[lane], obs_shift_scale, obs_clip, x[0])
+            for j in range(obs_dim):
+                rows_obs[row, j] = lane_obs[lane, j]
+            normalize_observation(lane_obs, lane, obs_shift_scale, obs_clip, x)
             _policy_rows(params, layout, alphas, parts, sigma_min, x, mu, sigma, True)
             used = noise_used[lane]
             sample_actions(mu, sigma, noise[lane, used : used + 1], bounds, squash, rows_actions[row : row + 1],

@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from npppo.critic import Critic
-from npppo.distributions import log_prob_row, normal_entropy, normal_entropy_backward, normal_log_density_backward
+from npppo.distributions import add_log_prob, normal_entropy, normal_entropy_backward, normal_log_density_backward
 from npppo.inference import gaussian_entropy, gaussian_log_prob
 from npppo.inference import tanh_log_det as reference_tanh_log_det
 from npppo.jit import njit
@@ -59,9 +59,10 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     ratio_sum = 0.0
     squash = squash_bounds.shape[0] > 0
     for i in range(n):
-        log_prob = log_prob_row(actions[i], mu[i], sigma[i], squash_bounds, squash)  # as the rollout's
+        log_prob = 0.0
         entropy = 0.0
         for d in range(dims):
+            log_prob = add_log_prob(log_prob, actions[i, d], mu[i, d], sigma[i, d], squash_bounds, d, squash)
             entropy += normal_entropy(sigma[i, d])
         log_ratio = log_prob - old_log_prob[i]
         ratio = math.exp(log_ratio)
@@ -184,7 +185,7 @@ def rollout_distribution(policy: GaussianPolicy, obs: np.ndarray, mu: np.ndarray
 def row_blocks(n: int) -> list[slice]:
     """N rows cut into ``ceil(N / BLOCK_ROWS)`` contiguous blocks of nearly equal size: the cut depends
     on N alone, never on the worker count, so the sums over blocks are the same bits for any."""
-    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (10% of a 64-row minibatch update's time)
+    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (a measurable share of a small update's time)
         return [slice(0, n)]
     bounds = np.linspace(0, n, -(-n // BLOCK_ROWS) + 1).astype(int)
     return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]

@@ -12,7 +12,7 @@ Backward, from dL/dmu and dL/dsigma (batch, action_dim):
 
 Actions: ``u = mu`` (deterministic) or ``mu + sigma * noise``, sent to the environment clipped to the
 bounds or, with ``action_squash="tanh"``, as ``low + (tanh(u) + 1)(high - low)/2``
-(:func:`npppo.distributions.act_row`, which every compiled acting path calls).
+(:func:`npppo.distributions.act_coordinate`, which every compiled acting path calls).
 
 The floor ``sigma_min`` is an additive constant, so it passes dL/dsigma through unchanged.
 Parameters are one flat vector, in forward order: trunk, mu head, then sigma head (or log_std).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from npppo.config import PPOConfig
-from npppo.distributions import act_row
+from npppo.distributions import act_coordinate
 from npppo.jit import njit
 from npppo.nn.layers import MLP, ROWS_FORWARD_MAX, FlatModel, forward_rows
 
@@ -157,29 +157,31 @@ def _policy_rows(params, layout, alphas, parts, sigma_min, obs, mu, sigma, with_
 
 
 @njit(inline="always")
-def normalize_observation_row(obs, shift_scale, clip, x):
-    """x = clip((obs - shift_scale[0]) / shift_scale[1], ±clip) of one row (D,) in x's dtype, or obs
-    itself for an empty shift_scale: :func:`npppo.inference.normalize_observations`, compiled."""
-    for j in range(obs.shape[0]):
-        value = obs[j]
+def normalize_observation(obs, i, shift_scale, clip, x):
+    """Row i of obs into x's only row (1, obs_dim), in x's dtype: clip((obs - shift_scale[0]) /
+    shift_scale[1], ±clip), or the observation itself for an empty shift_scale (0, obs_dim); as
+    :func:`npppo.inference.normalize_observations` computes it."""
+    for j in range(obs.shape[1]):
+        value = obs[i, j]
         if shift_scale.shape[0] > 0:
             value = min(max((value - shift_scale[0, j]) / shift_scale[1, j], -clip), clip)
-        x[j] = value
+        x[0, j] = value
 
 
 @njit
 def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_shift_scale, obs_clip, noise, bounds, squash,
               actions):
     """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, then
-    :func:`npppo.distributions.act_row`."""
+    :func:`npppo.distributions.act_coordinate`."""
     dims = actions.shape[1]
     sampled = noise.shape[0] > 0
     x = np.empty((1, obs.shape[1]), params.dtype)
     mu = np.empty((1, dims), params.dtype)
     sigma = np.empty((1, dims), params.dtype)
-    u = np.empty(dims)
-    no_noise = np.empty(0)
     for i in range(obs.shape[0]):
-        normalize_observation_row(obs[i], obs_shift_scale, obs_clip, x[0])
+        normalize_observation(obs, i, obs_shift_scale, obs_clip, x)
         _policy_rows(params, layout, alphas, parts, sigma_min, x, mu, sigma, sampled)
-        act_row(mu[0], sigma[0], noise[i] if sampled else no_noise, bounds, squash, u, actions[i])
+        for d in range(dims):
+            _, action = act_coordinate(mu[0, d], sigma[0, d], noise[i, d] if sampled else 0.0, sampled, bounds, d,
+                                       squash)
+            actions[i, d] = action

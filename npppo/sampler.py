@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from npppo.distributions import act_row, log_prob_row
+from npppo.distributions import act_coordinate, add_log_prob
 from npppo.envs.make import EPISODE_STEP_LIMIT, env_name, episode_too_long
 from npppo.errors import EnvError
 from npppo.inference import normalize_observations
@@ -88,16 +88,22 @@ class Batch:
 
 @njit
 def sample_actions(mu, sigma, noise, bounds, squash, actions, env_actions, log_prob):
-    """A rollout step's acting for k rows: the sampled ``actions`` (:func:`npppo.distributions.act_row`),
-    what the environments receive (``env_actions``: clipped to ``bounds``, or tanh-squashed into them
-    with ``squash``) and the log π of each (:func:`npppo.distributions.log_prob_row`); mu, sigma (k, D)
-    in the policy's dtype, noise, actions, env_actions (k, D) float64, bounds (2, D), log_prob (k,).
+    """A rollout step's acting for k rows: the sampled ``actions`` u, what the environments receive
+    (``env_actions``: u clipped to ``bounds``, or tanh-squashed into them with ``squash``; both
+    :func:`npppo.distributions.act_coordinate`) and log π of each (:func:`npppo.distributions.add_log_prob`);
+    mu, sigma (k, D) in the policy's dtype, noise, actions, env_actions (k, D) float64, bounds (2, D),
+    log_prob (k,).
 
     One compiled call instead of five NumPy ones per rollout step.
     """
     for i in range(mu.shape[0]):
-        act_row(mu[i], sigma[i], noise[i], bounds, squash, actions[i], env_actions[i])
-        log_prob[i] = log_prob_row(actions[i], mu[i], sigma[i], bounds, squash)
+        total = 0.0
+        for d in range(mu.shape[1]):
+            u, env_action = act_coordinate(mu[i, d], sigma[i, d], noise[i, d], True, bounds, d, squash)
+            actions[i, d] = u
+            env_actions[i, d] = env_action
+            total = add_log_prob(total, u, mu[i, d], sigma[i, d], bounds, d, squash)
+        log_prob[i] = total
 
 
 @dataclass(slots=True)
