@@ -85,24 +85,25 @@ def tanh_log_det_scalar(u, low, high):
 
 
 @njit(inline="always", error_model="numpy")
-def act_coordinate(mu, sigma, noise, sampled, bounds, d, squash):
-    """(u, action) of coordinate d of one row: ``u = mu + sigma * noise`` in float64 (``u = mu`` unless
+def act_coordinate(mu, sigma, noise, sampled, low, high, squash):
+    """(u, action) of one coordinate: ``u = mu + sigma * noise`` in float64 (``u = mu`` unless
     ``sampled``; sigma and noise are then not read), and the ``action`` the environment receives: u
-    clipped to [bounds[0, d], bounds[1, d]], or with ``squash`` tanh-squashed into them
-    (:func:`tanh_squash_scalar`). mu, sigma in the policy's dtype; bounds (2, D) float64."""
+    clipped to [low, high], or with ``squash`` tanh-squashed into them (:func:`tanh_squash_scalar`).
+
+    Scalars, not a row's views or the bounds array: each array argument of an inlined function can
+    cost the caller a reference count's increment and decrement per coordinate (docs/performance.md)."""
     u = np.float64(mu)
     if sampled:
         u += np.float64(sigma) * noise
-    low, high = bounds[0, d], bounds[1, d]
     return u, tanh_squash_scalar(u, low, high) if squash else min(max(u, low), high)
 
 
 @njit(inline="always", error_model="numpy")
-def add_log_prob(total, u, mu, sigma, bounds, d, squash):
-    """``total`` plus coordinate d's term of log pi(u): log N(u; mu, sigma^2) in float64 whatever the
-    policy's dtype (docs/math.md §5), then with ``squash`` less log|da/du| (bounds (2, D), else unread).
-    A row's log pi is this summed over d in order, by every kernel alike (the same bits)."""
+def add_log_prob(total, u, mu, sigma, low, high, squash):
+    """``total`` plus one coordinate's term of log pi(u): log N(u; mu, sigma^2) in float64 whatever the
+    policy's dtype (docs/math.md §5), then with ``squash`` less log|da/du| of the squash into [low, high].
+    A row's log pi is this summed over the coordinates in order, by every kernel alike (the same bits)."""
     total += normal_log_density(np.float64(u), np.float64(mu), np.float64(sigma))
     if squash:
-        total -= tanh_log_det_scalar(u, bounds[0, d], bounds[1, d])
+        total -= tanh_log_det_scalar(u, low, high)
     return total

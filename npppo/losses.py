@@ -58,11 +58,13 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     clipped_count = 0.0
     ratio_sum = 0.0
     squash = squash_bounds.shape[0] > 0
+    bounds = squash_bounds if squash else np.zeros((2, dims))  # read only when squashed
     for i in range(n):
         log_prob = 0.0
         entropy = 0.0
         for d in range(dims):
-            log_prob = add_log_prob(log_prob, actions[i, d], mu[i, d], sigma[i, d], squash_bounds, d, squash)
+            log_prob = add_log_prob(log_prob, actions[i, d], mu[i, d], sigma[i, d], bounds[0, d], bounds[1, d],
+                                    squash)
             entropy += normal_entropy(sigma[i, d])
         log_ratio = log_prob - old_log_prob[i]
         ratio = math.exp(log_ratio)
@@ -73,9 +75,10 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
         unclipped = ratio <= 1.0 + clip_eps if advantage >= 0.0 else ratio >= 1.0 - clip_eps
         grad_log_prob = -inv_n * advantage * ratio if unclipped else 0.0
         for d in range(dims):
-            from_mu, from_sigma = normal_log_density_backward(actions[i, d], mu[i, d], sigma[i, d], grad_log_prob)
+            std = sigma[i, d]  # once: a store to grad_mu could alias it, so a second read would be a second load
+            from_mu, from_sigma = normal_log_density_backward(actions[i, d], mu[i, d], std, grad_log_prob)
             grad_mu[i, d] = from_mu
-            grad_sigma[i, d] = from_sigma - normal_entropy_backward(sigma[i, d], ent_coef * inv_n)
+            grad_sigma[i, d] = from_sigma - normal_entropy_backward(std, ent_coef * inv_n)
         entropy_sum += entropy
         kl_sum += (ratio - 1.0) - log_ratio
         ratio_sum += ratio

@@ -182,6 +182,6 @@ def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_shift_scale, ob
         normalize_observation(obs, i, obs_shift_scale, obs_clip, x)
         _policy_rows(params, layout, alphas, parts, sigma_min, x, mu, sigma, sampled)
         for d in range(dims):
-            _, action = act_coordinate(mu[0, d], sigma[0, d], noise[i, d] if sampled else 0.0, sampled, bounds, d,
-                                       squash)
+            _, action = act_coordinate(mu[0, d], sigma[0, d], noise[i, d] if sampled else 0.0, sampled,
+                                       bounds[0, d], bounds[1, d], squash)
             actions[i, d] = action

@@ -99,10 +99,11 @@ def sample_actions(mu, sigma, noise, bounds, squash, actions, env_actions, log_p
     for i in range(mu.shape[0]):
         total = 0.0
         for d in range(mu.shape[1]):
-            u, env_action = act_coordinate(mu[i, d], sigma[i, d], noise[i, d], True, bounds, d, squash)
+            low, high = bounds[0, d], bounds[1, d]
+            u, env_action = act_coordinate(mu[i, d], sigma[i, d], noise[i, d], True, low, high, squash)
             actions[i, d] = u
             env_actions[i, d] = env_action
-            total = add_log_prob(total, u, mu[i, d], sigma[i, d], bounds, d, squash)
+            total = add_log_prob(total, u, mu[i, d], sigma[i, d], low, high, squash)
         log_prob[i] = total
 
 
