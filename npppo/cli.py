@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 import time
 import warnings
@@ -35,13 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from npppo.errors import CheckpointError, ConfigError, NpppoError
-from npppo.interrupts import exit_status, signal_of, sigterm_as_interrupt
+from npppo.interrupts import INTERRUPTED, TERMINATED, exit_status, interrupted_words, signal_of, sigterm_as_interrupt
 from npppo.run_folder import check_out_folder, read_start_files, remove_unsaved, start_files
 
 DEFAULT_PRESET = "pendulum"
 DEFAULT_STEPS = 100_000
-INTERRUPTED = exit_status(signal.SIGINT)  # 130: the shell's status for a process ended by SIGINT
-TERMINATED = exit_status(signal.SIGTERM)  # 143
 USAGE = 2  # the usual status of a command given options it does not take
 SEEDS_FILE = "seeds.json"  # in a --seeds folder: the seeds and options, for --resume
 
@@ -305,7 +302,7 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
             remove_unsaved(out)
         raise
     if result.interrupted:
-        stopped = _interrupted(result.signum)
+        stopped = interrupted_words(result.signum)
         if result.saved_iteration is None:
             if made_folder:
                 remove_unsaved(out)
@@ -420,6 +417,7 @@ def _run_seeds(jobs: list[argparse.Namespace], out: Path, args: argparse.Namespa
     """Run the seed jobs, one after another or side by side; on Ctrl-C, one line per seed of the batch
     with its state, and how to go on."""
     from npppo.backends import usable_cores
+    from npppo.seeds import seed_plan, train_side_by_side
 
     parallel, workers = seed_plan(len(jobs), args.workers, args.parallel, usable_cores())
     for job in jobs:
@@ -435,7 +433,7 @@ def _run_seeds(jobs: list[argparse.Namespace], out: Path, args: argparse.Namespa
                 if status != 0:
                     break
         else:
-            status = _train_side_by_side(jobs, parallel)
+            status = train_side_by_side(jobs, parallel, train_command)
     except KeyboardInterrupt as interrupt:
         status = exit_status(signal_of(interrupt))
     if status in (INTERRUPTED, TERMINATED):
@@ -474,89 +472,6 @@ def _print_seed_states(out: Path) -> None:
         print(f"seed {seed}: {state}", file=sys.stderr)
     print(f"npppo: interrupted; go on with the batch (resumes the interrupted seeds, starts the others): "
           f"{shell('npppo', 'train', '--resume', out)}", file=sys.stderr)
-
-
-def seed_plan(runs: int, workers: int | str, parallel: int | None, cores: int) -> tuple[int, int]:
-    """(runs side by side, workers per run) for ``runs`` seeds: never more than ``cores`` processes in
-    all. ``workers="auto"`` shares the cores among the runs side by side (default: as many runs as
-    cores); a given ``workers`` N fits ``cores // N`` runs side by side unless ``parallel`` says fewer."""
-    if workers == "auto":
-        parallel = min(parallel or min(runs, cores), runs)
-        workers = max(1, cores // parallel)
-    else:
-        parallel = min(parallel or max(1, cores // int(workers)), runs)
-    if parallel * int(workers) > cores:
-        raise NpppoError(f"--parallel {parallel} runs × --workers {workers} = {parallel * int(workers)} processes, "
-                         f"more than the {cores} usable cores: lower --parallel or --workers")
-    return parallel, int(workers)
-
-
-def _train_side_by_side(jobs: list[argparse.Namespace], parallel: int) -> int:
-    """Run the jobs ``parallel`` at a time, each in a process of its own writing OUT/seed_S/train.log;
-    a line per finished seed. Ctrl-C or SIGTERM is passed on to every run (each saves its checkpoint)."""
-    import multiprocessing
-    import os
-
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
-    waiting, running, statuses = list(jobs), {}, []
-    try:
-        while waiting or running:
-            while waiting and len(running) < parallel:
-                job = waiting.pop(0)
-                (job.out or job.resume).mkdir(parents=True, exist_ok=True)
-                process = context.Process(target=_seed_process, args=(job,),
-                                          name=f"npppo-{(job.out or job.resume).name.replace('_', '-')}")
-                process.start()
-                running[process] = job
-            for process in [p for p in running if not p.is_alive()]:
-                job = running.pop(process)
-                statuses.append(process.exitcode)
-                folder = job.out or job.resume  # OUT/seed_S
-                print(f"seed {folder.name.removeprefix('seed_')}: {_last_line(folder / 'train.log', process.exitcode)}",
-                      flush=True)
-            time.sleep(0.05)
-    except KeyboardInterrupt as interrupt:
-        signum = signal_of(interrupt)
-        for process in running:
-            if process.is_alive():
-                os.kill(process.pid, signum)  # each run saves its last completed iteration
-        for process in running:
-            process.join()
-        return exit_status(signum)
-    for status in (INTERRUPTED, TERMINATED):
-        if status in statuses:
-            return status
-    return 0 if all(status == 0 for status in statuses) else 1
-
-
-def _seed_process(args: argparse.Namespace) -> None:
-    """One seed's run in its own process, its output in OUT/seed_S/train.log; exits with the run's status."""
-    resumed = args.resume is not None  # a resumed seed's log goes on
-    with open((args.resume if resumed else args.out) / "train.log", "a" if resumed else "w", buffering=1) as log:
-        sys.stdout = sys.stderr = log
-        try:
-            with sigterm_as_interrupt():  # this process's entry point: SIGTERM from the batch saves too
-                status = train_command(args)
-        except NpppoError as exc:
-            print(f"npppo: error: {exc}")
-            status = 1
-        except KeyboardInterrupt as interrupt:
-            print(f"npppo: {_interrupted(signal_of(interrupt))}")
-            status = exit_status(signal_of(interrupt))
-    sys.exit(status)
-
-
-def _interrupted(signum: int | None) -> str:
-    """How a stopped run is named in its last line (the batch of seeds looks for "npppo: interrupted")."""
-    return "interrupted by SIGTERM" if signum == signal.SIGTERM else "interrupted"
-
-
-def _last_line(log: Path, status: int | None) -> str:
-    """What a finished run's log says about its outcome (its evaluation, or its error)."""
-    lines = log.read_text().splitlines() if log.is_file() else []
-    found = [line for line in lines if line.startswith(("evaluation:", "npppo: error:", "npppo: interrupted"))]
-    ending = found[-1] if found else (lines[-1] if lines else "(no output)")
-    return ending if status == 0 else f"{ending} (exit status {status}; log: {log})"
 
 
 def env_spec(env: str, kwargs: dict[str, Any] | None, max_episode_steps: int | None):
@@ -776,14 +691,7 @@ def _first_sentence(text: str, width: int = 72) -> str:
 def bench_command(argv: list[str]) -> int:
     import importlib
 
-    try:
-        bench = importlib.import_module("npppo.bench")
-    except ModuleNotFoundError as exc:
-        if exc.name != "npppo.bench":
-            raise
-        raise NpppoError("this npppo has no benchmark module (npppo/bench.py) yet") from None
-    status = bench.main(argv)
-    return int(status or 0)
+    return importlib.import_module("npppo.bench").main(argv)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -826,14 +734,11 @@ def _run_command(argv: list[str]) -> int:
                        "tune": tune_command}[args.command]
             with sigterm_as_interrupt():
                 return command(args)
-        except NpppoError as exc:
-            print(f"npppo: error: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
+        except (NpppoError, OSError) as exc:
             print(f"npppo: error: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as interrupt:
-            print(f"npppo: {_interrupted(signal_of(interrupt))}", file=sys.stderr)
+            print(f"npppo: {interrupted_words(signal_of(interrupt))}", file=sys.stderr)
             return exit_status(signal_of(interrupt))
 
 

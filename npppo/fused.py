@@ -10,8 +10,9 @@ Gymnasium form of the same environments, because it runs the same kernels on the
   environments from ``FIXED_RESET`` and ``FIXED_NOISE`` (see :mod:`npppo.sampler`). Resets and
   noise are drawn in Python before the call (a reset runs the environment's own reset, as
   Gymnasium's ``reset(seed=...)`` would);
-* per step, inside the call: the observation normalised as :func:`npppo.inference.normalize_observations`
-  does, the row-by-row forward (:func:`npppo.policy._policy_rows`), :func:`npppo.sampler.sample_actions`,
+* per step, inside the call: the observation normalised (:func:`npppo.policy.normalize_observation`,
+  as :func:`npppo.inference.normalize_observations` does), the row-by-row forward
+  (:func:`npppo.policy._policy_rows`), :func:`npppo.sampler.sample_actions`,
   the environment's compiled step (the very machine code its ``gymnasium.Env`` form calls), the
   observation rounded to the environment's observation dtype, the time limit, storage, episode ends;
 * rows in the sampler's order. Environments share nothing, so the call runs one *lane* after
@@ -34,7 +35,7 @@ from npppo.envs.compiled import STEP_TYPE, compiled_of
 from npppo.envs.make import episode_too_long
 from npppo.inference import OBS_EPS
 from npppo.jit import njit
-from npppo.policy import _policy_rows
+from npppo.policy import _policy_rows, normalize_observation
 from npppo.sampler import Batch, sample_actions
 from npppo.streams import EPISODE_NOISE, EPISODE_RESET, FIXED_NOISE, FIXED_RESET, generator, reset_seed
 
@@ -45,7 +46,7 @@ DONE, NEED_NOISE, NEED_RESET, NEED_ROWS, NONFINITE = range(5)
 LANE, ROWS, SEGMENTS, EPISODES = range(4)
 
 
-def _rollout(step, env_params, params, layout, alphas, parts, sigma_min, obs_stats, obs_clip, low, high, squash,
+def _rollout(step, env_params, params, layout, alphas, parts, sigma_min, obs_shift_scale, obs_clip, bounds, squash,
              round_obs, time_limit, lane_steps, states, lane_obs, lane_return, lane_length, lane_done, needs_reset,
              noise, noise_used, resets, reset_obs, resets_ready, resets_used,
              rows_obs, rows_actions, rows_log_prob, rows_rewards, end_steps, end_obs, end_terminated,
@@ -58,7 +59,8 @@ def _rollout(step, env_params, params, layout, alphas, parts, sigma_min, obs_sta
     noise (L, chunk, D) with noise_used (L,); resets (L, Q, S), reset_obs (L, Q, obs_dim) with
     resets_ready, resets_used (L,). Rows: rows_obs (R, obs_dim), rows_actions (R, D), rows_log_prob,
     rows_rewards (R,); segments: end_steps, end_terminated (R,), end_obs (R, obs_dim); episodes:
-    episode_returns, episode_lengths (R,). obs_stats (2, obs_dim): mean and sqrt(var + eps), or (0, obs_dim).
+    episode_returns, episode_lengths (R,). obs_shift_scale (2, obs_dim): mean and sqrt(var + eps), or
+    (0, obs_dim); bounds (2, D): the actions' low and high.
     """
     obs_dim, dims = lane_obs.shape[1], rows_actions.shape[1]
     x = np.empty((1, obs_dim), params.dtype)
@@ -88,14 +90,11 @@ def _rollout(step, env_params, params, layout, alphas, parts, sigma_min, obs_sta
             if row == rows_rewards.shape[0]:
                 return NEED_ROWS
             for j in range(obs_dim):
-                value = lane_obs[lane, j]
-                rows_obs[row, j] = value
-                if obs_stats.shape[0] > 0:
-                    value = min(max((value - obs_stats[0, j]) / obs_stats[1, j], -obs_clip), obs_clip)
-                x[0, j] = value
+                rows_obs[row, j] = lane_obs[lane, j]
+            normalize_observation(lane_obs, lane, obs_shift_scale, obs_clip, x)
             _policy_rows(params, layout, alphas, parts, sigma_min, x, mu, sigma, True)
             used = noise_used[lane]
-            sample_actions(mu, sigma, noise[lane, used : used + 1], low, high, squash, rows_actions[row : row + 1],
+            sample_actions(mu, sigma, noise[lane, used : used + 1], bounds, squash, rows_actions[row : row + 1],
                            env_action, rows_log_prob[row : row + 1])
             noise_used[lane] = used + 1
             reward, terminated, truncated = step(env_params, state, env_action[0], next_obs)
@@ -220,15 +219,15 @@ class FusedRollout:
         lane["resets_used"] = np.zeros(lanes, np.int64)
         store = _Store(max(rows, 1), s.obs_dim, s.action_dim)
         counters = np.zeros(4, np.int64)
-        stats = np.zeros((0, s.obs_dim))
+        shift_scale = np.zeros((0, s.obs_dim))
         if obs_stats is not None:
             mean, var = obs_stats
-            stats = np.stack([np.asarray(mean, np.float64), np.sqrt(np.asarray(var, np.float64) + OBS_EPS)])
+            shift_scale = np.stack([np.asarray(mean, np.float64), np.sqrt(np.asarray(var, np.float64) + OBS_EPS)])
         policy = s.policy
         while True:
-            args = (spec.step, spec.params, policy.params, *policy._rows_args, stats,
-                    float(s.obs_clip if s.obs_clip is not None else 0.0), s.low, s.high,
-                    policy.action_squash == "tanh", spec.obs_dtype == np.float32, int(self.time_limit or 0),
+            args = (spec.step, spec.params, policy.params, *policy._rows_args, shift_scale,
+                    float(s.obs_clip if s.obs_clip is not None else 0.0), s.action_bounds,
+                    policy.squashed, spec.obs_dtype == np.float32, int(self.time_limit or 0),
                     lane_steps, lane["states"], lane["obs"], lane["returns"], lane["lengths"], lane["done"],
                     lane["needs_reset"], noise, lane["noise_used"], lane["resets"], lane["reset_obs"],
                     lane["resets_ready"], lane["resets_used"], *store.arrays(), counters)

@@ -32,6 +32,15 @@ def exit_status(signum: int) -> int:
     return 128 + int(signum)
 
 
+INTERRUPTED = exit_status(signal.SIGINT)  # 130: the shell's status for a process ended by SIGINT
+TERMINATED = exit_status(signal.SIGTERM)  # 143
+
+
+def interrupted_words(signum: int | None) -> str:
+    """How a stopped run is named in its last line (the batch of seeds looks for "npppo: interrupted")."""
+    return "interrupted by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+
+
 _terminated: list[bool] = []  # set by the handler: SIGTERM came (see :func:`sigterm_kept`)
 
 

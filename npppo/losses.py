@@ -10,7 +10,7 @@ Actor (clipped surrogate with entropy bonus), over a batch of N samples::
                        = 0    elsewhere (the clipped term is constant in θ)
     dL/dlog pi_t = -(1/N) (d min / d r_t) r_t          (since dr/dlog pi = r)
     dL/dmu, dL/dsigma  follow from d log pi / d(mu, sigma) and dH/dsigma = 1/sigma
-                       (:mod:`npppo.distributions`), then the policy's backward.
+                       (:mod:`npppo.distributions`, each beside its value), then the policy's backward.
 
 With a tanh-squashed policy (``squash_bounds``), log pi includes the log-determinant of the squash,
 which depends on the stored sample alone: it cancels in r_t and leaves every derivative unchanged.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from npppo.critic import Critic
-from npppo.distributions import normal_entropy, normal_log_density, tanh_log_det
+from npppo.distributions import add_log_prob, normal_entropy, normal_entropy_backward, normal_log_density_backward
 from npppo.jit import njit
 from npppo.policy import GaussianPolicy
 
@@ -56,15 +56,14 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
     clipped_count = 0.0
     ratio_sum = 0.0
     squash = squash_bounds.shape[0] > 0
+    bounds = squash_bounds if squash else np.zeros((2, dims))  # read only when squashed
     for i in range(n):
         log_prob = 0.0
         entropy = 0.0
         for d in range(dims):
-            # float64 whatever the policy's dtype (docs/math.md §5, float32 and small σ), as the rollout
-            log_prob += normal_log_density(np.float64(actions[i, d]), np.float64(mu[i, d]), np.float64(sigma[i, d]))
+            log_prob = add_log_prob(log_prob, actions[i, d], mu[i, d], sigma[i, d], bounds[0, d], bounds[1, d],
+                                    squash)
             entropy += normal_entropy(sigma[i, d])
-            if squash:
-                log_prob -= tanh_log_det(actions[i, d], squash_bounds[0, d], squash_bounds[1, d])
         log_ratio = log_prob - old_log_prob[i]
         ratio = math.exp(log_ratio)
         advantage = advantages[i]
@@ -74,12 +73,10 @@ def clipped_surrogate_grad(actions, mu, sigma, old_log_prob, advantages, clip_ep
         unclipped = ratio <= 1.0 + clip_eps if advantage >= 0.0 else ratio >= 1.0 - clip_eps
         grad_log_prob = -inv_n * advantage * ratio if unclipped else 0.0
         for d in range(dims):
-            diff = actions[i, d] - mu[i, d]
-            inv_sigma = 1.0 / sigma[i, d]
-            inv_var = inv_sigma * inv_sigma
-            grad_mu[i, d] = grad_log_prob * diff * inv_var
-            grad_sigma[i, d] = grad_log_prob * (diff * diff * inv_var * inv_sigma - inv_sigma) \
-                - ent_coef * inv_n * inv_sigma
+            std = sigma[i, d]  # once: a store to grad_mu could alias it, so a second read would be a second load
+            from_mu, from_sigma = normal_log_density_backward(actions[i, d], mu[i, d], std, grad_log_prob)
+            grad_mu[i, d] = from_mu
+            grad_sigma[i, d] = from_sigma - normal_entropy_backward(std, ent_coef * inv_n)
         entropy_sum += entropy
         kl_sum += (ratio - 1.0) - log_ratio
         ratio_sum += ratio
@@ -172,7 +169,7 @@ def block_count(n: int) -> int:
 def row_blocks(n: int) -> list[slice]:
     """N rows cut into :func:`block_count` contiguous blocks of nearly equal size: the cut depends
     on N alone, never on the worker count, so the sums over blocks are the same bits for any."""
-    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (a tenth of a small minibatch step's time)
+    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (a measurable share of a small update's time)
         return [slice(0, n)]
     bounds = np.linspace(0, n, block_count(n) + 1).astype(int)
     return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]

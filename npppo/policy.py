@@ -11,7 +11,8 @@ Backward, from dL/dmu and dL/dsigma (batch, action_dim):
     dL/dlog_std_d = sum over rows of dL/dsigma_d * sigma_d   (state-independent sigma)
 
 Actions: ``u = mu`` (deterministic) or ``mu + sigma * noise``, sent to the environment clipped to the
-bounds or, with ``action_squash="tanh"``, as ``low + (tanh(u) + 1)(high - low)/2``.
+bounds or, with ``action_squash="tanh"``, as ``low + (tanh(u) + 1)(high - low)/2``
+(:func:`npppo.distributions.act_coordinate`, which every compiled acting path calls).
 
 The floor ``sigma_min`` is an additive constant, so it passes dL/dsigma through unchanged.
 Parameters are one flat vector, in forward order: trunk, mu head, then sigma head (or log_std).
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from npppo.config import PPOConfig
-from npppo.distributions import tanh_squash
+from npppo.distributions import act_coordinate
 from npppo.jit import njit
 from npppo.nn.layers import MLP, ROWS_FORWARD_MAX, FlatModel, forward_rows
 
@@ -66,6 +67,11 @@ class GaussianPolicy(FlatModel):
     def sigma_range(self) -> tuple[int, int]:
         """The flat-vector slice of the sigma head or log_std (the seed's sigma-optimizer group)."""
         return self.part_ranges["mu_head"][1], self.params.shape[0]
+
+    @property
+    def squashed(self) -> bool:
+        """Whether actions are tanh-squashed into the bounds (else clipped to them): the kernels' flag."""
+        return self.action_squash == "tanh"
 
     def facts(self) -> dict:
         """What inference needs beyond the layer table (see :mod:`npppo.inference`)."""
@@ -112,21 +118,20 @@ class GaussianPolicy(FlatModel):
         _policy_rows(self.params, *self._rows_args, obs, mu, sigma, True)
         return mu, sigma
 
-    def act_rows(self, obs: np.ndarray, obs_stats: np.ndarray, obs_clip: float, noise: np.ndarray,
+    def act_rows(self, obs: np.ndarray, obs_shift_scale: np.ndarray, obs_clip: float, noise: np.ndarray,
                  bounds: np.ndarray) -> np.ndarray:
         """Actions for raw observations in one compiled call (batch-1 acting), float64 (batch, action_dim).
 
-        obs (batch, obs_dim) float64; obs_stats (2, obs_dim) the normalisation's mean and
+        obs (batch, obs_dim) float64; obs_shift_scale (2, obs_dim) the normalisation's mean and
         sqrt(var + OBS_EPS) (:meth:`npppo.normalization.RunningMeanStd.kernel_stats`), or (0, obs_dim)
         for none, then clipped to ±obs_clip; noise (batch, action_dim) float64 for sampled actions
         ``mu + sigma * noise``, or (0, action_dim) for the mean (the sigma head is then skipped);
         bounds (2, action_dim): the actions are clipped to [bounds[0], bounds[1]] or tanh-squashed into
-        them (``action_squash``). The same arithmetic as :meth:`distribution_rows` and ``np.clip`` (or
+        them (:attr:`squashed`). The same arithmetic as :meth:`distribution_rows` and ``np.clip`` (or
         :func:`npppo.inference.tanh_squash`), without their per-call overhead.
         """
         actions = np.empty((obs.shape[0], self.action_dim))
-        _act_rows(self.params, *self._rows_args, obs, obs_stats, obs_clip, noise, bounds,
-                  self.action_squash == "tanh", actions)
+        _act_rows(self.params, *self._rows_args, obs, obs_shift_scale, obs_clip, noise, bounds, self.squashed, actions)
         return actions
 
 
@@ -151,26 +156,32 @@ def _policy_rows(params, layout, alphas, parts, sigma_min, obs, mu, sigma, with_
                 sigma[i, d] += sigma_min
 
 
+@njit(inline="always")
+def normalize_observation(obs, i, shift_scale, clip, x):
+    """Row i of obs into x's only row (1, obs_dim), in x's dtype: clip((obs - shift_scale[0]) /
+    shift_scale[1], ±clip), or the observation itself for an empty shift_scale (0, obs_dim); as
+    :func:`npppo.inference.normalize_observations` computes it."""
+    for j in range(obs.shape[1]):
+        value = obs[i, j]
+        if shift_scale.shape[0] > 0:
+            value = min(max((value - shift_scale[0, j]) / shift_scale[1, j], -clip), clip)
+        x[0, j] = value
+
+
 @njit
-def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_stats, obs_clip, noise, bounds, squash, actions):
-    """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, sample, clip or squash."""
+def _act_rows(params, layout, alphas, parts, sigma_min, obs, obs_shift_scale, obs_clip, noise, bounds, squash,
+              actions):
+    """See :meth:`GaussianPolicy.act_rows`: normalise each row, :func:`_policy_rows`, then
+    :func:`npppo.distributions.act_coordinate`."""
     dims = actions.shape[1]
     sampled = noise.shape[0] > 0
     x = np.empty((1, obs.shape[1]), params.dtype)
     mu = np.empty((1, dims), params.dtype)
     sigma = np.empty((1, dims), params.dtype)
     for i in range(obs.shape[0]):
-        for j in range(obs.shape[1]):
-            value = obs[i, j]
-            if obs_stats.shape[0] > 0:
-                value = min(max((value - obs_stats[0, j]) / obs_stats[1, j], -obs_clip), obs_clip)
-            x[0, j] = value
+        normalize_observation(obs, i, obs_shift_scale, obs_clip, x)
         _policy_rows(params, layout, alphas, parts, sigma_min, x, mu, sigma, sampled)
         for d in range(dims):
-            action = np.float64(mu[0, d])
-            if sampled:
-                action += np.float64(sigma[0, d]) * noise[i, d]
-            if squash:
-                actions[i, d] = tanh_squash(action, bounds[0, d], bounds[1, d])
-            else:
-                actions[i, d] = min(max(action, bounds[0, d]), bounds[1, d])
+            _, action = act_coordinate(mu[0, d], sigma[0, d], noise[i, d] if sampled else 0.0, sampled,
+                                       bounds[0, d], bounds[1, d], squash)
+            actions[i, d] = action

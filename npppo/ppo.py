@@ -40,7 +40,7 @@ from npppo.losses import ActorLossInfo
 from npppo.normalization import RewardNormalizer, RunningMeanStd
 from npppo.passes import Actor, ActorData, BlockTwins, CriticData, actor_passes, alternating_passes, make_optimizer
 from npppo.policy import GaussianPolicy
-from npppo.returns import gae_advantages, n_step_returns, normalize
+from npppo.returns import gae_advantages, n_step_returns, normalize_advantages
 from npppo.sampler import Batch
 from npppo.threads import apply_default_threads
 from npppo.warmup import compile_update_kernels
@@ -118,7 +118,7 @@ class PPO:
         self.rollout = Rollout(env, spaces, cfg, self.seed, self.policy, first_env,
                                warm_up=functools.partial(compile_update_kernels, self))
         self._action_bounds = np.stack([self.action_low, self.action_high]).astype(np.float64)
-        self._squash_bounds = self._action_bounds if cfg.action_squash == "tanh" else None
+        self._squash_bounds = self._action_bounds if self.policy.squashed else None
         if self._squash_bounds is not None:
             check_squash_bounds(self.action_low, self.action_high, self.env_id)
         self._actor = Actor(BlockTwins(self.policy), {g: self.optimizers[g] for g in ("mu", "sigma")},
@@ -380,7 +380,7 @@ class PPO:
             advantages = gae_advantages(rewards, values, batch.episode_ends, end_values, cfg.gamma, cfg.gae_lambda)
             returns = advantages + values
         if cfg.normalize_advantages:
-            advantages = normalize(advantages)
+            advantages = normalize_advantages(advantages)
         return values, returns, advantages
 
     # ------------------------------------------------------------------ checkpoints

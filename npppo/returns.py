@@ -66,7 +66,7 @@ def gae_advantages(rewards, values, episode_ends, end_values, gamma, lam):
     return advantages
 
 
-def normalize(advantages: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+def normalize_advantages(advantages: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """(A - mean(A)) / (std(A) + eps) over the batch."""
     return (advantages - advantages.mean()) / (advantages.std() + eps)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from npppo.distributions import normal_log_density, tanh_log_det, tanh_squash
+from npppo.distributions import act_coordinate, add_log_prob
 from npppo.envs.make import EPISODE_STEP_LIMIT, env_name, episode_too_long
 from npppo.errors import EnvError
 from npppo.inference import normalize_observations
@@ -87,27 +87,37 @@ class Batch:
 
 
 @njit
-def sample_actions(mu, sigma, noise, low, high, squash, actions, env_actions, log_prob):
-    """Fused rollout step: ``actions = mu + sigma * noise`` (float64), their log π, and the clipped
-    ``env_actions = clip(actions, low, high)``, or with ``squash`` the tanh-squashed ones (log π then
-    less the log-determinant); mu, sigma (k, D) in the policy's dtype, noise, actions, env_actions
-    (k, D) float64, low, high (D,), log_prob (k,).
+def sample_actions(mu, sigma, noise, bounds, squash, actions, env_actions, log_prob):
+    """A rollout step's acting for k rows: the sampled ``actions`` u, what the environments receive
+    (``env_actions``: u clipped to ``bounds``, or tanh-squashed into them with ``squash``; both
+    :func:`npppo.distributions.act_coordinate`) and log π of each (:func:`npppo.distributions.add_log_prob`);
+    mu, sigma (k, D) in the policy's dtype, noise, actions, env_actions (k, D) float64, bounds (2, D),
+    log_prob (k,).
 
-    One compiled call instead of five NumPy ones per rollout step; the log-density is computed in
-    float64 whatever the policy's dtype.
+    One compiled call instead of five NumPy ones per rollout step.
     """
     for i in range(mu.shape[0]):
         total = 0.0
         for d in range(mu.shape[1]):
-            a = np.float64(mu[i, d]) + np.float64(sigma[i, d]) * noise[i, d]
-            actions[i, d] = a
-            total += normal_log_density(a, np.float64(mu[i, d]), np.float64(sigma[i, d]))
-            if squash:
-                env_actions[i, d] = tanh_squash(a, low[d], high[d])
-                total -= tanh_log_det(a, low[d], high[d])
-            else:
-                env_actions[i, d] = min(max(a, low[d]), high[d])
+            low, high = bounds[0, d], bounds[1, d]
+            u, env_action = act_coordinate(mu[i, d], sigma[i, d], noise[i, d], True, low, high, squash)
+            actions[i, d] = u
+            env_actions[i, d] = env_action
+            total = add_log_prob(total, u, mu[i, d], sigma[i, d], low, high, squash)
         log_prob[i] = total
+
+
+@dataclass(slots=True)
+class _Running:
+    """One environment's episode while a batch is collected: where its rows go and how far it is."""
+
+    segment: int  # the id of the segment its rows go to (:meth:`_Rows.open`)
+    noise: NoiseStream
+    obs: np.ndarray  # the observation the next action answers
+    episode_return: float = 0.0  # undiscounted, so far
+    length: int = 0  # steps so far
+    steps_left: int = 0  # fixed-step batches: the steps this environment still takes in this batch
+    piece: int = 0  # fixed-step batches: the segment's place among this environment's in the batch
 
 
 class _Rows:
@@ -176,16 +186,21 @@ class Sampler:
     def __init__(self, envs: list, env_ids: list[int], policy, action_low: np.ndarray, action_high: np.ndarray,
                  run_seed: int, obs_clip: float | None, episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         self.envs, self.env_ids, self.policy = envs, list(env_ids), policy
-        self.low = np.asarray(action_low, np.float64)
-        self.high = np.asarray(action_high, np.float64)
+        self.action_bounds = np.stack([np.asarray(action_low, np.float64), np.asarray(action_high, np.float64)])
         self.run_seed, self.obs_clip, self.episode_step_limit = run_seed, obs_clip, episode_step_limit
         self.obs_dim, self.action_dim = policy.obs_dim, policy.action_dim
         # fixed-step batches: what persists across iterations, per environment
         self.episodes_started = np.zeros(len(envs), np.int64)
-        self._live: list | None = None  # per environment: [obs, return so far, length so far, segment key]
+        self._live: list | None = None  # per environment: (obs, return so far, length so far) of its episode
         from npppo.fused import FusedRollout  # here: it builds on this module
 
         self.fused = FusedRollout.of(self)  # None unless the environments are all compiled
+
+    def load_kernels(self) -> None:
+        """Load (or compile) the step's kernels now, for this policy, rather than at the first step."""
+        mu, sigma = self.policy.distribution_rows(np.zeros((1, self.obs_dim)))
+        sample_actions(mu, sigma, np.zeros((1, self.action_dim)), self.action_bounds, self.policy.squashed,
+                       np.empty((1, self.action_dim)), np.empty((1, self.action_dim)), np.empty(1))
 
     # ------------------------------------------------------------------ the two drivers
     def collect_episodes(self, iteration: int, episode_ids: list[int], obs_stats=None) -> Batch:
@@ -196,13 +211,13 @@ class Sampler:
             return self.fused.collect_episodes(iteration, episode_ids, obs_stats)
         rows = _Rows(self.obs_dim, self.action_dim)
         waiting = list(enumerate(episode_ids))[::-1]  # (position, episode id), the next one last
-        running: dict[int, list] = {}  # env index -> [segment id, noise rng, obs, return, length]
+        running: dict[int, _Running] = {}  # by environment index
 
         def start(e: int) -> None:
             position, episode = waiting.pop()
             noise = NoiseStream(generator(EPISODE_NOISE, self.run_seed, iteration, episode), self.action_dim)
             obs = self._reset(e, reset_seed(EPISODE_RESET, self.run_seed, iteration, episode))
-            running[e] = [rows.open((position, 0)), noise, obs, 0.0, 0]
+            running[e] = _Running(rows.open((position, 0)), noise, obs)
 
         for e in range(min(len(self.envs), len(waiting))):
             start(e)
@@ -211,12 +226,12 @@ class Sampler:
             next_obs, over, terminated = self._step(active, running, rows, obs_stats)
             for j, e in enumerate(active):
                 state = running[e]
-                state[2] = next_obs[j]
-                if not over[j] and state[4] >= self.episode_step_limit:
+                state.obs = next_obs[j]
+                if not over[j] and state.length >= self.episode_step_limit:
                     raise episode_too_long(env_name(self.envs[e]), self.episode_step_limit)
                 if over[j]:
-                    rows.ends[state[0]] = (next_obs[j], terminated[j])
-                    rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
+                    rows.ends[state.segment] = (next_obs[j], terminated[j])
+                    rows.episodes.append((rows.keys[state.segment], state.episode_return, state.length))
                     del running[e]
                     if waiting:
                         start(e)
@@ -229,50 +244,50 @@ class Sampler:
             return self.fused.collect_steps(iteration, steps_per_env, obs_stats)
         rows = _Rows(self.obs_dim, self.action_dim)
         if self._live is None:
-            self._live = [[self._reset_fixed(e), 0.0, 0] for e in range(len(self.envs))]
-        running = {e: [rows.open((e, 0)),
-                       NoiseStream(generator(FIXED_NOISE, self.run_seed, self.env_ids[e], iteration), self.action_dim),
-                       *self._live[e], steps_per_env[e], 0]
-                   for e in range(len(self.envs)) if steps_per_env[e] > 0}  # [..., steps left, piece]
+            self._live = [(self._reset_fixed(e), 0.0, 0) for e in range(len(self.envs))]
+        running = {e: _Running(rows.open((e, 0)),
+                               NoiseStream(generator(FIXED_NOISE, self.run_seed, self.env_ids[e], iteration),
+                                           self.action_dim),
+                               *self._live[e], steps_left=steps_per_env[e])
+                   for e in range(len(self.envs)) if steps_per_env[e] > 0}
         while running:
             active = list(running)
             next_obs, over, terminated = self._step(active, running, rows, obs_stats)
             for j, e in enumerate(active):
                 state = running[e]
-                state[5] -= 1
-                cut = state[5] == 0
+                state.steps_left -= 1
+                cut = state.steps_left == 0
                 if over[j] or cut:
-                    rows.ends[state[0]] = (next_obs[j], terminated[j])
+                    rows.ends[state.segment] = (next_obs[j], terminated[j])
                 if over[j]:
-                    rows.episodes.append((rows.keys[state[0]], state[3], state[4]))
-                    state[2:5] = [self._reset_fixed(e), 0.0, 0]
+                    rows.episodes.append((rows.keys[state.segment], state.episode_return, state.length))
+                    state.obs, state.episode_return, state.length = self._reset_fixed(e), 0.0, 0
                 else:
-                    state[2] = next_obs[j]
+                    state.obs = next_obs[j]
                 if cut:
-                    self._live[e] = state[2:5]
+                    self._live[e] = (state.obs, state.episode_return, state.length)
                     del running[e]
                 elif over[j]:
-                    state[6] += 1
-                    state[0] = rows.open((e, state[6]))
+                    state.piece += 1
+                    state.segment = rows.open((e, state.piece))
         return rows.batch()
 
     # ------------------------------------------------------------------ the step function
-    def _step(self, active: list[int], running: dict[int, list], rows: _Rows, obs_stats
+    def _step(self, active: list[int], running: dict[int, _Running], rows: _Rows, obs_stats
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One step of the environments ``active`` (their states in ``running``: [segment id, noise
-        stream, obs, return so far, length so far, ...]); records the rows and returns, per
-        environment, (next obs, episode over, terminated), each an array over ``active``."""
+        """One step of the environments ``active`` (their episodes in ``running``); records the rows
+        and returns, per environment, (next obs, episode over, terminated), each an array over ``active``."""
         states = [running[e] for e in active]
         k = len(active)
-        obs = np.array([state[2] for state in states])
+        obs = np.array([state.obs for state in states])
         x = obs if obs_stats is None else normalize_observations(obs, *obs_stats, self.obs_clip)
         mu, sigma = self.policy.distribution_rows(x)
-        noise = np.array([state[1].next() for state in states])
+        noise = np.array([state.noise.next() for state in states])
         block = rows.reserve(k)
         env_actions = np.empty((k, self.action_dim))
         rows.obs[block] = obs
-        sample_actions(mu, sigma, noise, self.low, self.high, self.policy.action_squash == "tanh",
-                       rows.actions[block], env_actions, rows.log_prob[block])
+        sample_actions(mu, sigma, noise, self.action_bounds, self.policy.squashed, rows.actions[block], env_actions,
+                       rows.log_prob[block])
         # the environments' own steps, then each result converted and checked once for all of them
         results = [self.envs[e].step(action) for e, action in zip(active, env_actions, strict=True)]
         rewards = rows.rewards[block]
@@ -280,13 +295,13 @@ class Sampler:
         terminated = np.array([result[2] for result in results], bool)
         over = terminated | np.array([result[3] for result in results], bool)
         next_obs = self._stack_observations([result[0] for result in results], active)
-        rows.segment[block] = [state[0] for state in states]
+        rows.segment[block] = [state.segment for state in states]
         for state, reward in zip(states, rewards.tolist(), strict=True):
-            state[3] += reward
-            state[4] += 1
+            state.episode_return += reward
+            state.length += 1
         if not (np.isfinite(rewards).all() and np.isfinite(next_obs).all()):
             j = next(j for j in range(k) if not (math.isfinite(rewards[j]) and np.isfinite(next_obs[j]).all()))
-            raise self._nonfinite(active[j], states[j][4], rewards[j], next_obs[j])
+            raise self._nonfinite(active[j], states[j].length, rewards[j], next_obs[j])
         return next_obs, over, terminated
 
     def _stack_observations(self, observations: list, active: list[int]) -> np.ndarray:

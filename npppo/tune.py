@@ -53,12 +53,12 @@ from typing import Any
 
 from npppo.config import PPOConfig, reject_unknown
 from npppo.errors import ConfigError, NpppoError, TrainingError
+from npppo.interrupts import INTERRUPTED
 
 SPACE_FILE = Path(__file__).parent / "tune_space.json"
 PARAM_KEYS = {"float": ("type", "low", "high", "log", "fields", "set"),
               "int": ("type", "low", "high", "log", "fields", "set"),
               "categorical": ("type", "choices", "fields", "set")}
-INTERRUPTED = 130
 SETTINGS_ATTR = "npppo_settings"  # the study's user attribute holding what its trials were run with
 
 

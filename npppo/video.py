@@ -73,8 +73,8 @@ class VideoWriter:
         else:
             from PIL import Image
 
-            # fast octree: 10.6 ms a 500x500 Pendulum frame against 56.7 ms for Pillow's default median cut,
-            # which took most of a 2-episode GIF's time, and closer colours (max error 15 against 18 of 255)
+            # fast octree: several times faster than Pillow's default median cut, which took most of a
+            # GIF's time, and closer colours (docs/performance.md has the figures)
             image = Image.fromarray(np.asarray(frame, dtype=np.uint8))
             self._images.append(image.quantize(256, method=Image.Quantize.FASTOCTREE))
         self.count += 1

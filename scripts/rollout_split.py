@@ -50,9 +50,9 @@ def _forward_loop(params, layout, alphas, parts, sigma_min, x, mu, sigma, n):
 
 
 @numba.njit
-def _sampling_loop(mu, sigma, noise, low, high, squash, actions, env_actions, log_prob):
+def _sampling_loop(mu, sigma, noise, bounds, squash, actions, env_actions, log_prob):
     for t in range(noise.shape[0]):
-        sample_actions(mu, sigma, noise[t : t + 1], low, high, squash, actions[t : t + 1], env_actions,
+        sample_actions(mu, sigma, noise[t : t + 1], bounds, squash, actions[t : t + 1], env_actions,
                        log_prob[t : t + 1])
 
 
@@ -75,13 +75,13 @@ def python_parts(sampler, steps: int, repeats: int) -> dict[str, float]:
             policy.distribution_rows(x)
 
     mu, sigma = policy.distribution_rows(x)
-    streams = [NoiseStream([0, 0, k, 1], sampler.action_dim) for k in range(n_envs)]
+    streams = [NoiseStream(np.random.default_rng([0, 0, k, 1]), sampler.action_dim) for k in range(n_envs)]
     out = (np.empty((n_envs, sampler.action_dim)), np.empty((n_envs, sampler.action_dim)), np.empty(n_envs))
 
     def sampling():
         for _ in range(steps // n_envs):
             noise = np.array([stream.next() for stream in streams])
-            sample_actions(mu, sigma, noise, sampler.low, sampler.high, policy.action_squash == "tanh", *out)
+            sample_actions(mu, sigma, noise, sampler.action_bounds, policy.squashed, *out)
 
     return {name: median_s(fn, repeats) / steps for name, fn in
             (("env", env_steps), ("forward", forward), ("sampling", sampling))}
@@ -104,13 +104,12 @@ def fused_parts(sampler, steps: int, episodes: list[int], repeats: int) -> dict[
     def before_the_call():
         for k in episodes:
             fused._reset(lane["states"][k], lane["obs"][k], 12345 + k, 0)
-            NoiseStream([0, 0, k, 1], dims).rng.standard_normal((200, dims))
+            np.random.default_rng([0, 0, k, 1]).standard_normal((200, dims))
 
     timed = (
         ("env", lambda: _env_loop(spec.step, spec.params, state, actions, obs)),
         ("forward", lambda: _forward_loop(policy.params, *policy._rows_args, x, mu, sigma, steps)),
-        ("sampling", lambda: _sampling_loop(mu, sigma, noise, sampler.low, sampler.high,
-                                            policy.action_squash == "tanh", *out)),
+        ("sampling", lambda: _sampling_loop(mu, sigma, noise, sampler.action_bounds, policy.squashed, *out)),
         ("python", before_the_call),
     )
     return {name: median_s(fn, repeats) / steps for name, fn in timed}

@@ -189,7 +189,7 @@ def test_eval_prints_mean_and_std_of_the_deterministic_policy(tmp_path, tiny_con
 
 def test_bench_forwards_its_arguments(monkeypatch):
     calls = []
-    monkeypatch.setitem(sys.modules, "npppo.bench", types.SimpleNamespace(main=lambda argv: calls.append(argv)))
+    monkeypatch.setitem(sys.modules, "npppo.bench", types.SimpleNamespace(main=lambda argv: calls.append(argv) or 0))
     assert main(["bench", "--quick", "--help"]) == 0
     assert calls == [["--quick", "--help"]]
 

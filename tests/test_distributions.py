@@ -1,13 +1,20 @@
 """The Gaussian's compiled scalar log-density and entropy against the NumPy references
-(npppo.inference) and the closed form. Their derivatives live in the fused actor loss
-(tests/test_losses.py checks them against finite differences)."""
+(npppo.inference) and the closed form, and their derivatives against finite differences (the fused
+actor loss that uses them is checked the same way in tests/test_losses.py)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from npppo.distributions import normal_entropy, normal_log_density, tanh_log_det, tanh_squash
+from npppo.distributions import (
+    normal_entropy,
+    normal_entropy_backward,
+    normal_log_density,
+    normal_log_density_backward,
+    tanh_log_det_scalar,
+    tanh_squash_scalar,
+)
 from npppo.inference import gaussian_entropy, gaussian_log_prob
 from npppo.inference import tanh_log_det as reference_log_det
 from npppo.inference import tanh_squash as reference_squash
@@ -43,6 +50,18 @@ def test_entropy_is_half_log_two_pi_e_variance(std):
     assert normal_entropy(std) == pytest.approx(0.5 * math.log(2 * math.pi * math.e * std**2), rel=1e-14)
 
 
+@pytest.mark.parametrize(("action", "mean", "std"), [(0.0, 0.0, 1.0), (1.3, -0.4, 0.7), (-2.0, 0.5, 1.5)])
+def test_derivatives_match_central_differences(action, mean, std):
+    step, grad = 1e-6, 0.3  # grad: dL/d(the value), passed through by the chain rule
+    from_mean, from_std = normal_log_density_backward(action, mean, std, grad)
+    numeric_mean = (normal_log_density(action, mean + step, std) - normal_log_density(action, mean - step, std))
+    numeric_std = (normal_log_density(action, mean, std + step) - normal_log_density(action, mean, std - step))
+    assert from_mean == pytest.approx(grad * numeric_mean / (2 * step), rel=1e-7)
+    assert from_std == pytest.approx(grad * numeric_std / (2 * step), rel=1e-7)
+    numeric_entropy = (normal_entropy(std + step) - normal_entropy(std - step)) / (2 * step)
+    assert normal_entropy_backward(std, grad) == pytest.approx(grad * numeric_entropy, rel=1e-7)
+
+
 def test_zero_std_gives_a_non_finite_value_not_an_exception():
     # NumPy's error model: the trainer then reports a non-finite loss (a clear TrainingError)
     assert not math.isfinite(normal_log_density(0.5, 0.0, 0.0))
@@ -56,8 +75,9 @@ LOW, HIGH = np.array([-1.0, 0.0, -3.0]), np.array([1.0, 2.0, 5.0])
 
 def test_squash_kernels_match_the_references():
     u = np.array([-30.0, -4.0, -0.3, 0.0, 0.7, 5.0, 30.0])[:, None] * np.ones(3)
-    kernel_squash = np.array([[tanh_squash(x, lo, hi) for x, lo, hi in zip(row, LOW, HIGH, strict=True)] for row in u])
-    kernel_log_det = np.array([sum(tanh_log_det(x, lo, hi) for x, lo, hi in zip(row, LOW, HIGH, strict=True))
+    kernel_squash = np.array([[tanh_squash_scalar(x, lo, hi) for x, lo, hi in zip(row, LOW, HIGH, strict=True)]
+                              for row in u])
+    kernel_log_det = np.array([sum(tanh_log_det_scalar(x, lo, hi) for x, lo, hi in zip(row, LOW, HIGH, strict=True))
                                for row in u])
     np.testing.assert_allclose(kernel_squash, reference_squash(u, LOW, HIGH), rtol=1e-15, atol=1e-15)
     np.testing.assert_allclose(kernel_log_det, reference_log_det(u, LOW, HIGH), rtol=1e-14)
@@ -71,9 +91,9 @@ def test_stable_log_det_is_the_log_of_the_squash_derivative(u):
     low, high = -3.0, 5.0
     half_range = (high - low) / 2
     exact = math.log(half_range * (1.0 - math.tanh(u) ** 2))  # fine in float64 for |u| <= 9
-    assert tanh_log_det(u, low, high) == pytest.approx(exact, rel=1e-9)
+    assert tanh_log_det_scalar(u, low, high) == pytest.approx(exact, rel=1e-9)
     step = 1e-6  # and it is the log of the squash's own derivative
-    numeric = (tanh_squash(u + step, low, high) - tanh_squash(u - step, low, high)) / (2 * step)
+    numeric = (tanh_squash_scalar(u + step, low, high) - tanh_squash_scalar(u - step, low, high)) / (2 * step)
     if numeric > 1e-6:
         assert math.log(numeric) == pytest.approx(exact, rel=1e-5, abs=1e-6)
 
@@ -82,7 +102,7 @@ def test_log_det_stays_finite_where_the_naive_form_fails():
     # 1 - tanh(u)^2 rounds to 0 for |u| > ~19: the naive log gives -inf, the stable form -2|u| + 2 log 2
     assert 1.0 - math.tanh(25.0) ** 2 == 0.0
     for u in (-25.0, 25.0, 400.0):
-        assert tanh_log_det(u, -1.0, 1.0) == pytest.approx(2 * math.log(2) - 2 * abs(u), rel=1e-12)
+        assert tanh_log_det_scalar(u, -1.0, 1.0) == pytest.approx(2 * math.log(2) - 2 * abs(u), rel=1e-12)
 
 
 def test_squashed_density_integrates_to_one():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from npppo.returns import gae_advantages, n_step_returns, normalize
+from npppo.returns import gae_advantages, n_step_returns, normalize_advantages
 
 GAMMA = 0.9
 
@@ -129,8 +129,8 @@ def test_episode_boundary_stops_the_sum():
     assert gae_advantages(rewards, values, ends, end_values, GAMMA, 0.95)[0] == 0.0
 
 
-def test_normalize_gives_zero_mean_unit_std():
+def test_normalize_advantages_gives_zero_mean_unit_std():
     advantages = np.random.default_rng(0).normal(3.0, 7.0, size=1000)
-    normed = normalize(advantages)
+    normed = normalize_advantages(advantages)
     assert abs(normed.mean()) < 1e-12
     assert abs(normed.std() - 1.0) < 1e-6

@@ -93,7 +93,7 @@ def test_sample_actions_matches_the_numpy_reference(squash):
     noise = rng.normal(size=(7, 3))
     low, high = np.array([-1.0, -0.5, 0.0]), np.array([1.0, 0.5, 2.0])
     actions, env_actions, log_prob = np.empty((7, 3)), np.empty((7, 3)), np.empty(7)
-    sample_actions(mu, sigma, noise, low, high, squash, actions, env_actions, log_prob)
+    sample_actions(mu, sigma, noise, np.stack([low, high]), squash, actions, env_actions, log_prob)
     mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)  # the kernel works in float64
     expected = mu + sigma * noise
     np.testing.assert_array_equal(actions, expected)  # the batch stores the pre-squash sample u

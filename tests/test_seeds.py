@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from npppo.checkpoint import read_checkpoint
-from npppo.cli import main, seed_plan
+from npppo.cli import main
 from npppo.errors import NpppoError
 from npppo.plotting import expand_runs
 from npppo.progress import read_progress
+from npppo.seeds import seed_plan
 
 TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8], actor_epochs=1,
             critic_epochs=1)

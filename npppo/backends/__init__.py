@@ -142,18 +142,14 @@ def make_sampler(env_spec, config: PPOConfig, spaces, env_ids: list[int], run_se
     ``episodes_started``: the counts of its own environments."""
     from npppo.envs import make_env
     from npppo.policy import GaussianPolicy
-    from npppo.sampler import sample_actions
 
-    obs_dim, action_dim, low, high = spaces.obs_dim, spaces.action_dim, spaces.action_low, spaces.action_high
     # the learner sends the parameters before each batch: the initial ones here are only a placeholder
-    policy = GaussianPolicy(obs_dim, action_dim, config, generator(INIT, run_seed))
+    policy = GaussianPolicy(spaces.obs_dim, spaces.action_dim, config, generator(INIT, run_seed))
     try:
         envs = [make_env(env_spec) for _ in env_ids]
     except EnvError as exc:
         raise EnvError(f"a worker process cannot make the environment: {exc}. Workers make their own copies, so "
                        "register the id in an importable module and pass 'module:Id', or use workers=1") from exc
     sampler = build_sampler(envs, env_ids, policy, spaces, config, run_seed, episodes_started, episode_step_limit)
-    mu, sigma = policy.distribution_rows(np.zeros((1, obs_dim)))  # load (or compile) the kernels now
-    sample_actions(mu, sigma, np.zeros((1, action_dim)), np.asarray(low, float), np.asarray(high, float),
-                   policy.action_squash == "tanh", np.empty((1, action_dim)), np.empty((1, action_dim)), np.empty(1))
+    sampler.load_kernels()
     return sampler
