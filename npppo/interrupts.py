@@ -44,8 +44,18 @@ def interrupted_words(signum: int | None) -> str:
 _terminated: list[bool] = []  # set by the handler: SIGTERM came (see :func:`sigterm_kept`)
 
 
+def cancel_abort_timer() -> None:
+    """Ray's core worker handles SIGTERM with abseil's failure-signal handler first, which arms a 3 s
+    SIGALRM that aborts the process (exit -6 and a stack dump) unless it has ended by then; the clean
+    end that SIGTERM starts here (workers stopped, Ray shut down) may take longer while Ray is
+    starting. npppo sets no alarm of its own, so none is lost."""
+    if hasattr(signal, "alarm"):
+        signal.alarm(0)
+
+
 def _raise_terminated(signum, frame) -> None:
     _terminated[:] = [True]
+    cancel_abort_timer()
     raise Terminated()
 
 

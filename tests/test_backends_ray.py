@@ -153,7 +153,7 @@ def wait_for_title(root: int, title: str, timeout: float = 120.0) -> None:
 # the moments of start-up at which the SIGTERM comes: inside ray.init (which puts Ray's own SIGTERM
 # handler in place), and while the learner waits in ray.get for the actors being built (ray.get
 # turned the SIGTERM into a bare KeyboardInterrupt: the run ended as Ctrl-C, 130, "interrupted")
-@pytest.mark.parametrize("moment", ["ray.init", "actors starting"])
+@pytest.mark.parametrize("moment", ["ray.init", "core worker connects", "actors starting"])
 def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path, moment):
     out = tmp_path / "run"
     learner = subprocess.Popen([sys.executable, "-u", "-m", "npppo.cli", "train", "--backend", "ray", "--workers", "2",
@@ -162,6 +162,8 @@ def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path, 
     assert learner.stdout.readline().startswith("npppo: training")
     if moment == "ray.init":
         time.sleep(1)  # ray.init takes 3-10 s here
+    elif moment == "core worker connects":  # Ray's SIGTERM handler then arms a 3 s abort (npppo.interrupts)
+        wait_for_title(learner.pid, "ray::IDLE")
     else:
         wait_for_title(learner.pid, "_SamplerActor")
     ray_processes = descendants(learner.pid)

@@ -44,7 +44,7 @@ from npppo.backends.ray_watchdog import descendants
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import EnvError, NpppoError
-from npppo.interrupts import Terminated, sigterm_kept
+from npppo.interrupts import cancel_abort_timer, sigterm_kept
 from npppo.sampler import Batch
 
 INSTALL = "the ray backend needs Ray, an optional extra: pip install 'npppo[ray]'"
@@ -114,14 +114,14 @@ class RayWorkers:
                  episode_step_limit: int = EPISODE_STEP_LIMIT) -> None:
         self.ray = ray = import_ray()
         self.started_ray = not ray.is_initialized()
-        self.watchdog = None
+        self.watchdog, self.head = None, None
         if self.started_ray:
             options = dict(include_dashboard=False, runtime_env=runtime_env(env_spec) or None, logging_level="ERROR",
                            log_to_driver=True)
             if address:
                 join_cluster(ray, address, connect_timeout, options)
             else:
-                self.watchdog = start_local_ray(ray, len(slices), options)
+                self.watchdog, self.head = start_local_ray(ray, len(slices), options)
         self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_SamplerActor)
         self.args = (env_spec, config.to_dict(), spaces)
         self.slices, self.run_seed, self.max_failures = slices, run_seed, max_failures
@@ -188,6 +188,9 @@ class RayWorkers:
         if self.started_ray and self.ray.is_initialized():
             self.ray.shutdown()
             self.started_ray = False
+        if self.head is not None:  # its processes are down: the thread that started them may end
+            self.head.set()
+            self.head = None
         if self.watchdog is not None:  # the cluster it watches is down
             self.watchdog.kill()
             self.watchdog.wait()
@@ -222,8 +225,8 @@ def join_cluster(ray, address: str, timeout: float, options: dict) -> None:
 
 
 def _kill_descendants() -> None:
-    """SIGKILL every process below this one (Linux): called only when a local ``ray.init`` was cut short,
-    before any worker or watchdog of this run exists, so what is below is Ray's half-started head node."""
+    """SIGKILL every process below this one (Linux): called only when a local Ray start was interrupted,
+    before any worker or watchdog of this run exists, so what is below is Ray's head node."""
     if not sys.platform.startswith("linux"):
         return
     for pid in descendants(os.getpid()):
@@ -235,22 +238,48 @@ def _kill_descendants() -> None:
 
 def start_local_ray(ray, num_cpus: int, options: dict):
     """Start a local Ray for this run; returns the watchdog process that ends it if the learner dies
-    without shutting it down (None where there is no ``/proc`` to find its processes by)."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
-    try:
-        ray.init(num_cpus=num_cpus, **options)
-    except SystemExit:  # SIGTERM while Ray starts: its handler (in place until init returns) exits
+    without shutting it down (None where there is no ``/proc`` to find its processes by).
+
+    ``ray.init`` runs in a helper thread while this one waits: there Ray installs no SIGTERM handler of
+    its own (which exits on the spot), and a Ctrl-C or SIGTERM that comes while Ray starts lets it finish
+    starting, then shuts it down and is raised. Cut short instead, Ray's half-connected core worker
+    crashes the interpreter's exit (SIGSEGV, or SIGABRT from the abort timer its SIGTERM handling arms:
+    :func:`npppo.interrupts.cancel_abort_timer`). The head node's processes end with the thread that
+    started them (Ray sets their parent-death signal), so that thread stays until ``head.set()``,
+    after the shutdown. Returns (watchdog, head)."""
+    outcome: dict = {}
+    started, head = threading.Event(), threading.Event()
+
+    def start() -> None:
+        try:
+            ray.init(num_cpus=num_cpus, **options)
+        except BaseException as exc:  # handed to the learner's thread
+            outcome["error"] = exc
+        finally:
+            started.set()
+        head.wait()
+
+    threading.Thread(target=start, name="npppo-ray-head", daemon=True).start()
+    interrupted = None
+    while not started.is_set():  # an Event, not Thread.join: an interrupted join may report the thread ended
+        try:
+            started.wait()
+        except KeyboardInterrupt as interrupt:  # Terminated too: wait until Ray has started, then stop it
+            interrupted = interrupted or interrupt
+    if interrupted is not None:
+        cancel_abort_timer()
         if ray.is_initialized():
             ray.shutdown()
-        _kill_descendants()  # the head node's processes that init had started (gcs, raylet), not yet told to stop
-        raise Terminated() from None
-    finally:
-        if main_thread and previous is not None:
-            signal.signal(signal.SIGTERM, previous)  # Ray's handler exits at once: the run's entry point decides
+        head.set()
+        _kill_descendants()  # what is left of the head node (a failed start leaves gcs and raylet running)
+        raise interrupted
+    if "error" in outcome:
+        head.set()
+        raise outcome["error"]
     node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
     if not sys.platform.startswith("linux") or not getattr(node, "head", False):
-        return None  # no /proc, or Ray joined a cluster started elsewhere (ray start): not this run's to end
-    return subprocess.Popen([sys.executable, "-I", str(WATCHDOG), str(os.getpid()), node.get_session_dir_path()],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its own session: a Ctrl-C in the terminal leaves it be
+        return None, head  # no /proc, or Ray joined a cluster started elsewhere (ray start): not this run's to end
+    watchdog = subprocess.Popen([sys.executable, "-I", str(WATCHDOG), str(os.getpid()), node.get_session_dir_path()],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # its own session: a Ctrl-C in the terminal leaves it be
+    return watchdog, head
