@@ -33,9 +33,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from npppo.backends import BACKENDS, MAX_WORKER_FAILURES
 from npppo.errors import CheckpointError, ConfigError, NpppoError
+from npppo.evaluation import EVAL_EPISODES
 from npppo.interrupts import INTERRUPTED, TERMINATED, exit_status, interrupted_words, signal_of, sigterm_as_interrupt
 from npppo.run_folder import check_out_folder, read_start_files, remove_unsaved, start_files
+from npppo.train import CHECKPOINT_EVERY
 
 DEFAULT_PRESET = "pendulum"
 DEFAULT_STEPS = 100_000
@@ -127,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the run in DIR from DIR/checkpoint.npz (same config, seed and steps); for a "
                             "--seeds folder: resume its interrupted seeds and start those never started")
-    train.add_argument("--checkpoint-every", type=_count, default=10, metavar="N",
-                       help="rewrite checkpoint.npz every N iterations (default: 10)")
+    train.add_argument("--checkpoint-every", type=_count, default=CHECKPOINT_EVERY, metavar="N",
+                       help=f"rewrite checkpoint.npz every N iterations (default: {CHECKPOINT_EVERY})")
     train.add_argument("--threads", type=_count, metavar="N",
                        help="BLAS threads (default: $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS if set, else 1: "
                             "small networks lose to thread overhead)")
@@ -136,20 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
                        help="rollout worker processes (default: auto = the usable cores, at most the number of "
                             "environments; 1 = in this process); the result is the same for any N")
-    train.add_argument("--backend", choices=["local", "ray"], default="local",
+    train.add_argument("--backend", choices=BACKENDS, default="local",
                        help="where the workers run: local processes (default) or Ray actors (pip install 'npppo[ray]')")
     train.add_argument("--ray-address", metavar="ADDR",
                        help="join this Ray cluster (as ray.init(address=...); 'auto' finds a local one); "
                             "default: start a local Ray")
     train.add_argument("--ray-connect-timeout", type=_seconds, metavar="S",
                        help="with --ray-address: give up after S seconds without reaching the cluster (default: 30)")
-    train.add_argument("--max-worker-failures", type=_count, default=3, metavar="N",
-                       help="stop the run after a worker fails N times in a row (default: 3)")
+    train.add_argument("--max-worker-failures", type=_count, default=MAX_WORKER_FAILURES, metavar="N",
+                       help=f"stop the run after a worker fails N times in a row (default: {MAX_WORKER_FAILURES})")
     train.add_argument("--eval-every", type=_count, metavar="N",
                        help="evaluate the deterministic policy every N env steps on a separate environment "
                             "(its own seeds); logged in progress.csv, the best kept as best.npz")
-    train.add_argument("--eval-episodes", type=_count, default=10, metavar="K",
-                       help="episodes per evaluation (default: 10)")
+    train.add_argument("--eval-episodes", type=_count, default=EVAL_EPISODES, metavar="K",
+                       help=f"episodes per evaluation (default: {EVAL_EPISODES})")
     train.add_argument("--tensorboard", type=Path, metavar="DIR",
                        help="also write progress.csv's scalars as TensorBoard event files into DIR "
                             "(pip install 'npppo[tensorboard]'; view with: tensorboard --logdir DIR)")
@@ -170,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "several runs (e.g. one per seed) also print their "
                                "mean ± std and interquartile mean with a 95%% bootstrap CI")
     evaluate.add_argument("--env", metavar="ID", help="Gymnasium id (default: the one it was trained on)")
-    evaluate.add_argument("--episodes", type=_count, default=10, metavar="N", help="episodes (default: 10)")
+    evaluate.add_argument("--episodes", type=_count, default=EVAL_EPISODES, metavar="N",
+                          help=f"episodes (default: {EVAL_EPISODES})")
     shown = evaluate.add_mutually_exclusive_group()
     shown.add_argument("--render", action="store_true",
                        help="show the episodes in a window (needs a display and pip install 'npppo[render]')")
@@ -291,8 +295,8 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
         except OSError as exc:
             raise NpppoError(f"cannot write the run folder {out}: {exc.strerror or exc}; "
                              "choose another --out") from None
-    options = RunOptions(total, args.checkpoint_every if args.resume is None else run.get("checkpoint_every", 10),
-                         run.get("eval_every"), run.get("eval_episodes", 10), run=run,
+    every = args.checkpoint_every if args.resume is None else run.get("checkpoint_every", CHECKPOINT_EVERY)
+    options = RunOptions(total, every, run.get("eval_every"), run.get("eval_episodes", EVAL_EPISODES), run=run,
                          tensorboard=run.get("tensorboard"))
     try:
         with announce_compiling(sys.stdout):

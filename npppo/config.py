@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from npppo.errors import ConfigError
 from npppo.inference import ACTIVATIONS
 
@@ -32,6 +34,23 @@ OPTIMIZERS = ("sgd", "adam")
 ACTION_SQUASHES = ("clip", "tanh")
 FUSED_UPDATES = ("auto", "off")
 PRESET_KEYS = ("description", "env", "steps", "env_kwargs", "config")
+
+
+
+def is_positive_int(value) -> bool:
+    """An integer (Python's or NumPy's; not a bool) of at least 1."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def positive_int(value, what: str, error: type[Exception] = ConfigError, also: str = "",
+                 whole_floats: bool = False) -> int:
+    """``value`` as an int, or ``error`` saying that ``what`` must be a positive integer (``also``: what
+    else it may be). ``whole_floats``: a float that is a whole number (``1e5``) counts as that int."""
+    if whole_floats and isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    if not is_positive_int(value):
+        raise error(f"{what} must be a positive integer{also}, got {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -126,9 +145,9 @@ class PPOConfig:
             if not ok:
                 raise ConfigError(f"config field {name!r} = {getattr(self, name)!r} is invalid: it must be {allowed}")
 
-        def positive_int(name: str, optional: bool = False) -> None:
+        def positive_field(name: str, optional: bool = False) -> None:
             value = getattr(self, name)
-            ok = (value is None and optional) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+            ok = (value is None and optional) or (isinstance(value, int) and is_positive_int(value))
             rule(name, ok, "an integer >= 1" + (" or null" if optional else ""))
 
         def number(name: str, low: float, high: float, low_open: bool, high_open: bool,
@@ -158,9 +177,9 @@ class PPOConfig:
             rule(name, ok, "a list of positive layer widths" + (" (may be empty)" if allow_empty else ", not empty"))
 
         inf = math.inf
-        positive_int("num_envs")
-        positive_int("episodes_per_batch", optional=True)
-        positive_int("steps_per_batch", optional=True)
+        positive_field("num_envs")
+        positive_field("episodes_per_batch", optional=True)
+        positive_field("steps_per_batch", optional=True)
         if (self.episodes_per_batch is None) == (self.steps_per_batch is None):
             raise ConfigError(
                 "config: set exactly one of 'episodes_per_batch' (whole episodes per iteration) and "
@@ -169,13 +188,13 @@ class PPOConfig:
             )
         number("gamma", 0.0, 1.0, True, False)
         choice("advantage", ADVANTAGES)
-        positive_int("n_step")
+        positive_field("n_step")
         number("gae_lambda", 0.0, 1.0, False, False)
         boolean("normalize_advantages")
         number("clip_eps", 0.0, 1.0, True, True)
-        positive_int("actor_epochs")
-        positive_int("critic_epochs")
-        positive_int("batch_size", optional=True)
+        positive_field("actor_epochs")
+        positive_field("critic_epochs")
+        positive_field("batch_size", optional=True)
         number("ent_coef_start", 0.0, inf, False, True)
         number("ent_coef_end", 0.0, inf, False, True)
         number("target_kl", 0.0, inf, True, True, optional=True)

@@ -10,6 +10,8 @@ import numpy as np
 from npppo.envs.make import EPISODE_STEP_LIMIT, env_name, episode_too_long
 from npppo.streams import evaluation_seed
 
+EVAL_EPISODES = 10  # episodes per evaluation, by default (the agent's, the command line's, a run's)
+
 
 def evaluate(act: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int,
              seed: int = 10_000, frames=None, episode_step_limit: int = EPISODE_STEP_LIMIT) -> tuple[float, float]:

@@ -30,12 +30,12 @@ import numpy as np
 from npppo import checkpoint, streams
 from npppo.backends import MAX_WORKER_FAILURES, RAY_CONNECT_TIMEOUT_S
 from npppo.backends.rollout import Rollout
-from npppo.config import PPOConfig
+from npppo.config import PPOConfig, positive_int
 from npppo.critic import Critic
 from npppo.envs import EnvSpec, Spaces, check_spaces, check_squash_bounds, make_env
 from npppo.envs.make import EPISODE_STEP_LIMIT
 from npppo.errors import CheckpointError
-from npppo.evaluation import evaluate
+from npppo.evaluation import EVAL_EPISODES, evaluate
 from npppo.losses import ActorLossInfo
 from npppo.normalization import RewardNormalizer, RunningMeanStd
 from npppo.passes import Actor, ActorData, BlockTwins, CriticData, actor_passes, alternating_passes, make_optimizer
@@ -227,13 +227,12 @@ class PPO:
                              "the action of a non-finite observation would be NaN")
         return obs
 
-    def evaluate(self, episodes: int = 10, env: EnvSpec | None = None, seed: int = 10_000,
+    def evaluate(self, episodes: int = EVAL_EPISODES, env: EnvSpec | None = None, seed: int = 10_000,
                  deterministic: bool = True, frames=None) -> tuple[float, float]:
         """(mean, std) of the undiscounted return over ``episodes`` episodes (:func:`npppo.evaluation.evaluate`;
         ``frames`` collects the rendered frames of an env made with ``render_mode="rgb_array"``); an episode
         that runs ``episode_step_limit`` steps without ending raises EnvError."""
-        if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+        positive_int(episodes, "episodes", ValueError)
         eval_env = self.rollout.make_env(env)
         return evaluate(lambda obs: self.act(obs, deterministic), eval_env, episodes, seed, frames,
                         self.episode_step_limit)
@@ -476,9 +475,4 @@ def iteration_metrics(agent: PPO, batch: Batch, update: Update, ent_coef: float,
 
 def whole_steps(total_steps) -> int:
     """``total_steps`` as an int: a positive integer, or a float that is a whole number (``1e5``)."""
-    if isinstance(total_steps, (float, np.floating)) and math.isfinite(total_steps) and total_steps.is_integer():
-        total_steps = int(total_steps)
-    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-        raise ValueError(f"total_steps must be a positive integer (or a whole float such as 1e5), "
-                         f"got {total_steps!r}")
-    return int(total_steps)
+    return positive_int(total_steps, "total_steps", ValueError, " (or a whole float such as 1e5)", whole_floats=True)

@@ -29,8 +29,11 @@ from typing import Any
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint, write_model
 from npppo.envs.mujoco_log import warnings_into
 from npppo.errors import NpppoError
+from npppo.evaluation import EVAL_EPISODES
 from npppo.interrupts import interrupts_held, signal_of, sigterm_as_interrupt
 from npppo.progress import ProgressCSV, ProgressLine, TensorBoardLog
+
+CHECKPOINT_EVERY = 10  # iterations between checkpoints, by default
 
 
 @dataclass
@@ -38,9 +41,9 @@ class RunOptions:
     """How a run is driven (not what is learned: that is the PPOConfig)."""
 
     total_steps: int
-    checkpoint_every: int = 10  # iterations between checkpoints
+    checkpoint_every: int = CHECKPOINT_EVERY  # iterations between checkpoints
     eval_every: int | None = None  # env steps between deterministic evaluations (None: only at the end)
-    eval_episodes: int = 10
+    eval_episodes: int = EVAL_EPISODES
     max_iterations: int | None = None  # stop early after this many iterations (the schedules still span total_steps)
     run: dict[str, Any] = field(default_factory=dict)  # stored in every checkpoint under "run" (for --resume)
     tensorboard: str | Path | None = None  # a folder for TensorBoard event files with progress.csv's scalars

@@ -27,6 +27,7 @@ from npppo.backends import (
     env_slices,
     usable_cores,
 )
+from npppo.config import positive_int
 from npppo.envs import EnvSpec, check_spaces, env_name, make_env
 from npppo.envs.make import EPISODE_STEP_LIMIT, check_episode_step_limit
 from npppo.errors import ConfigError, EnvError
@@ -97,10 +98,8 @@ class Rollout:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {list(BACKENDS)}")
         if workers == "auto":
             workers = min(usable_cores(), self.num_envs)
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-            raise ConfigError(f"workers must be a positive integer or 'auto', got {workers!r}")
-        if isinstance(max_worker_failures, bool) or not isinstance(max_worker_failures, int) or max_worker_failures < 1:
-            raise ConfigError(f"max_worker_failures must be a positive integer, got {max_worker_failures!r}")
+        workers = positive_int(workers, "workers", also=" or 'auto'")
+        max_worker_failures = positive_int(max_worker_failures, "max_worker_failures")
         if isinstance(ray_connect_timeout, bool) or not isinstance(ray_connect_timeout, (int, float)) \
                 or not 0 < ray_connect_timeout < float("inf"):
             raise ConfigError(f"ray_connect_timeout must be a positive number of seconds, got {ray_connect_timeout!r}")

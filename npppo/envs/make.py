@@ -123,11 +123,9 @@ def install_hint(env_id: str) -> str:
 
 def check_episode_step_limit(limit) -> int:
     """``limit`` as an int, or a ConfigError unless it is a positive integer."""
-    from npppo.errors import ConfigError
+    from npppo.config import positive_int
 
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-        raise ConfigError(f"episode_step_limit must be a positive integer (steps), got {limit!r}")
-    return int(limit)
+    return positive_int(limit, "episode_step_limit", also=" (steps)")
 
 
 def episode_too_long(env: str, limit: int) -> EnvError:
