@@ -37,7 +37,7 @@ from npppo.backends import BACKENDS, MAX_WORKER_FAILURES
 from npppo.errors import CheckpointError, ConfigError, NpppoError
 from npppo.evaluation import EVAL_EPISODES
 from npppo.interrupts import INTERRUPTED, TERMINATED, exit_status, interrupted_words, signal_of, sigterm_as_interrupt
-from npppo.run_folder import check_out_folder, read_start_files, remove_unsaved, start_files
+from npppo.run_folder import RunRecord, check_out_folder, read_start_files, remove_unsaved, start_files
 from npppo.train import CHECKPOINT_EVERY
 
 DEFAULT_PRESET = "pendulum"
@@ -267,7 +267,7 @@ def train_command(args: argparse.Namespace) -> int:
         return _train(agent, out, run, args)
 
 
-def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> int:
+def _train(agent, out: Path, run: RunRecord, args: argparse.Namespace) -> int:
     from npppo.backends import RAY_CONNECT_TIMEOUT_S
     from npppo.train import RunOptions, train
     from npppo.warmup import announce_compiling
@@ -276,17 +276,17 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
                       args.ray_connect_timeout or RAY_CONNECT_TIMEOUT_S)
     _note_oversubscribed(agent.workers if agent.backend == "local" else 1)
     resumed = args.resume is not None and (out / "checkpoint.npz").exists()  # else restarted: _restart
-    total = run["total_steps"]
+    total = run.total_steps
     if agent.num_timesteps >= total:
         raise NpppoError(f"the run in {out} already has {agent.num_timesteps:,} env steps, at or past its target of "
                          f"{total:,}: nothing to do; pass a larger --steps to extend it")
     where = " on Ray" if agent.backend == "ray" else ""
     workers = f"{agent.workers} worker" + ("s" if agent.workers > 1 else "") + where
-    print(f"npppo: training {run['preset']} on {run['env']}, seed {agent.seed}, {total:,} env steps, {workers}"
+    print(f"npppo: training {run.preset} on {run.env}, seed {agent.seed}, {total:,} env steps, {workers}"
           + (f", resumed at iteration {agent.iteration}" if resumed else "") + f" -> {out}/")
     print("       (Ctrl-C saves a checkpoint of the last completed iteration)")
     if args.tensorboard is not None:
-        run["tensorboard"] = str(args.tensorboard)  # a resumed run goes on writing there
+        run.tensorboard = str(args.tensorboard)  # a resumed run goes on writing there
     made_folder = not out.exists()
     if not resumed:
         try:
@@ -295,9 +295,8 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
         except OSError as exc:
             raise NpppoError(f"cannot write the run folder {out}: {exc.strerror or exc}; "
                              "choose another --out") from None
-    every = args.checkpoint_every if args.resume is None else run.get("checkpoint_every", CHECKPOINT_EVERY)
-    options = RunOptions(total, every, run.get("eval_every"), run.get("eval_episodes", EVAL_EPISODES), run=run,
-                         tensorboard=run.get("tensorboard"))
+    options = RunOptions(total, run.checkpoint_every, run.eval_every, run.eval_episodes, run=run,
+                         tensorboard=run.tensorboard)
     try:
         with announce_compiling(sys.stdout):
             result = train(agent, out, options, resumed=resumed)
@@ -316,7 +315,7 @@ def _train(agent, out: Path, run: dict[str, Any], args: argparse.Namespace) -> i
                   f"resume with: {shell('npppo', 'train', '--resume', out)}", file=sys.stderr)
         return exit_status(result.signum)
     print(f"evaluation: return {result.eval_mean:.1f} ± {result.eval_std:.1f} over {options.eval_episodes} "
-          f"episodes (deterministic policy, {run['env']})")
+          f"episodes (deterministic policy, {run.env})")
     best = f", {out / 'best.npz'} (the best evaluation)" if (out / "best.npz").exists() else ""
     print(f"saved: {out / 'model.npz'} (the policy){best}, {out / 'checkpoint.npz'}, {out / 'progress.csv'}, "
           f"{out / 'config.json'}")
@@ -514,14 +513,11 @@ def _fresh(args: argparse.Namespace):
     check_writable(out)
     check_out_folder(out)
     env_kwargs = args.env_kwargs if args.env_kwargs is not None else facts.get("env_kwargs", {})
-    run = {"env": env, "preset": described, "total_steps": int(args.steps or facts.get("steps") or DEFAULT_STEPS),
-           "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every,
-           "eval_episodes": args.eval_episodes}
-    if args.episode_step_limit is not None:
-        run["episode_step_limit"] = args.episode_step_limit
+    run = RunRecord(env, described, int(args.steps or facts.get("steps") or DEFAULT_STEPS), args.checkpoint_every,
+                    args.eval_every, args.eval_episodes, args.episode_step_limit)
     # unknown ids and unsupported spaces fail here, before any file is written
     agent = PPO(env_spec(env, env_kwargs, args.max_episode_steps), config, seed=seed)
-    agent.episode_step_limit = run.get("episode_step_limit", agent.episode_step_limit)
+    agent.episode_step_limit = run.episode_step_limit or agent.episode_step_limit
     return agent, out, run
 
 
@@ -537,20 +533,18 @@ def _resume(args: argparse.Namespace):
     if not checkpoint.exists():
         return _restart(args)
     _, meta = read_checkpoint(checkpoint)
-    run = dict(meta.get("run") or {})
-    run.update(env=args.env or run.get("env") or meta.get("env_id"), preset=run.get("preset", "?"))
-    record = meta.get("env") or {}
-    if args.env:
-        record = {}
-    target = int(run.get("total_steps") or DEFAULT_STEPS)
+    saved = dict(meta.get("run") or {})  # a checkpoint that PPO.save wrote has none
+    record = {} if args.env else meta.get("env") or {}
+    target = int(saved.get("total_steps") or DEFAULT_STEPS)
     if args.steps is not None and args.steps < target:
         raise NpppoError(f"--steps {args.steps:,} is below the run's own target of {target:,}: a resumed run can "
                          "only be extended (drop --steps to finish it as planned)")
-    run["total_steps"] = int(args.steps or target)
-    agent = PPO.load(checkpoint, env=env_spec(run["env"], record.get("kwargs"), record.get("max_episode_steps")))
+    run = RunRecord.from_dict({**saved, "env": args.env or saved.get("env") or meta.get("env_id"),
+                               "total_steps": int(args.steps or target)})
+    agent = PPO.load(checkpoint, env=env_spec(run.env, record.get("kwargs"), record.get("max_episode_steps")))
     if args.episode_step_limit is not None:  # a run option: a resumed run may change it
-        run["episode_step_limit"] = args.episode_step_limit
-    agent.episode_step_limit = run.get("episode_step_limit", agent.episode_step_limit)
+        run.episode_step_limit = args.episode_step_limit
+    agent.episode_step_limit = run.episode_step_limit or agent.episode_step_limit
     return agent, out, run
 
 
@@ -561,11 +555,11 @@ def _restart(args: argparse.Namespace):
 
     out = args.resume
     config, run, facts = read_start_files(out)
-    run["env"] = args.env or run["env"]
-    run["total_steps"] = int(args.steps or run["total_steps"])
+    run.env = args.env or run.env
+    run.total_steps = int(args.steps or run.total_steps)
     print(f"npppo: {out} holds no checkpoint (the run ended before its first one): starting it afresh from its "
           "config.json and run.json")
-    spec = env_spec(run["env"], facts.get("env_kwargs"), facts.get("max_episode_steps"))
+    spec = env_spec(run.env, facts.get("env_kwargs"), facts.get("max_episode_steps"))
     return PPO(spec, config, seed=int(facts["seed"])), out, run
 
 

@@ -33,8 +33,8 @@ from gymnasium.utils import seeding
 from npppo.envs import env_name
 from npppo.envs.compiled import STEP_TYPE, compiled_of
 from npppo.envs.make import episode_too_long
-from npppo.inference import OBS_EPS
 from npppo.jit import njit
+from npppo.normalization import obs_shift_scale
 from npppo.policy import _policy_rows, normalize_observation
 from npppo.sampler import Batch, sample_actions
 from npppo.streams import EPISODE_NOISE, EPISODE_RESET, FIXED_NOISE, FIXED_RESET, generator, reset_seed
@@ -221,8 +221,7 @@ class FusedRollout:
         counters = np.zeros(4, np.int64)
         shift_scale = np.zeros((0, s.obs_dim))
         if obs_stats is not None:
-            mean, var = obs_stats
-            shift_scale = np.stack([np.asarray(mean, np.float64), np.sqrt(np.asarray(var, np.float64) + OBS_EPS)])
+            shift_scale = obs_shift_scale(*obs_stats)
         policy = s.policy
         while True:
             args = (spec.step, spec.params, policy.params, *policy._rows_args, shift_scale,

@@ -61,9 +61,15 @@ class RunningMeanStd:
             raise ValueError(f"running statistics: expected shape {self.mean.shape}, got {mean.shape} and {var.shape}")
         self.mean, self.var, self.count = mean, var, float(state["count"])
 
-    def kernel_stats(self) -> np.ndarray:
-        """(mean, sqrt(var + OBS_EPS)) as one (2, obs_dim) array: the compiled acting kernel's form."""
-        return np.stack([self.mean, np.sqrt(self.var + OBS_EPS)])
+    def shift_scale(self) -> np.ndarray:
+        """:func:`obs_shift_scale` of the statistics: the compiled acting kernels' form."""
+        return obs_shift_scale(self.mean, self.var)
+
+
+def obs_shift_scale(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """(mean, sqrt(var + OBS_EPS)) as one (2, obs_dim) float64 array: what the compiled kernels subtract and
+    divide by (:func:`npppo.inference.normalize_observations` is the formula)."""
+    return np.stack([np.asarray(mean, np.float64), np.sqrt(np.asarray(var, np.float64) + OBS_EPS)])
 
 
 @njit

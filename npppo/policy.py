@@ -123,7 +123,7 @@ class GaussianPolicy(FlatModel):
         """Actions for raw observations in one compiled call (batch-1 acting), float64 (batch, action_dim).
 
         obs (batch, obs_dim) float64; obs_shift_scale (2, obs_dim) the normalisation's mean and
-        sqrt(var + OBS_EPS) (:meth:`npppo.normalization.RunningMeanStd.kernel_stats`), or (0, obs_dim)
+        sqrt(var + OBS_EPS) (:func:`npppo.normalization.obs_shift_scale`), or (0, obs_dim)
         for none, then clipped to ±obs_clip; noise (batch, action_dim) float64 for sampled actions
         ``mu + sigma * noise``, or (0, action_dim) for the mean (the sigma head is then skipped);
         bounds (2, action_dim): the actions are clipped to [bounds[0], bounds[1]] or tanh-squashed into

@@ -206,7 +206,7 @@ class PPO:
         obs = obs.reshape(-1, self.obs_dim)
         noise = (np.zeros((0, self.action_dim)) if deterministic
                  else self.act_rng.standard_normal((obs.shape[0], self.action_dim)))
-        stats = self.obs_rms.kernel_stats() if self.obs_rms is not None else np.zeros((0, self.obs_dim))
+        stats = self.obs_rms.shift_scale() if self.obs_rms is not None else np.zeros((0, self.obs_dim))
         # one compiled call (normalise, forward, sample, clip): NumPy's per-call overheads would
         # cost more than the network at batch 1 (docs/performance.md)
         actions = self.policy.act_rows(obs, stats, self.config.obs_clip, noise, self._action_bounds)

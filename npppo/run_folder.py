@@ -10,15 +10,18 @@ with a checkpoint is continued with ``--resume``, never overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from npppo.errors import CheckpointError, NpppoError
+from npppo.evaluation import EVAL_EPISODES
+from npppo.train import CHECKPOINT_EVERY
 
 RUN_FILES = ("checkpoint.npz", "model.npz", "progress.csv", "config.json", "run.json")
 SAVED_FILES = ("checkpoint.npz", "model.npz")  # a folder with one of these holds work to continue, not redo
-RUN_KEYS = ("env", "preset", "total_steps", "checkpoint_every", "eval_every", "eval_episodes")  # as in checkpoints
 
 
 def holds_run(folder: Path) -> list[str]:
@@ -39,14 +42,42 @@ def check_out_folder(folder: Path, announce: bool = True) -> None:
               "starting afresh there, overwriting them")
 
 
-def start_files(folder: Path, agent, run: dict[str, Any]) -> None:
+@dataclass
+class RunRecord:
+    """A command-line run beside its config: stored under ``"run"`` in every checkpoint and in
+    ``run.json``, so that ``--resume`` finishes the same run. A field that an older file lacks takes its
+    default; the optional ones are written only when set."""
+
+    env: str
+    preset: str
+    total_steps: int
+    checkpoint_every: int = CHECKPOINT_EVERY
+    eval_every: int | None = None
+    eval_episodes: int = EVAL_EPISODES
+    episode_step_limit: int | None = None  # None: the agent's own default
+    tensorboard: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        return {key: value for key, value in record.items()
+                if value is not None or key not in ("episode_step_limit", "tensorboard")}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> RunRecord:
+        """The record of a dict read from a file (unknown keys left out; KeyError without env or total_steps)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{"preset": "?", **{key: value for key, value in record.items() if key in known},
+                      "env": record["env"], "total_steps": int(record["total_steps"])})
+
+
+def start_files(folder: Path, agent, run: RunRecord) -> None:
     """Before a new run's first iteration: ``config.json`` and ``run.json`` (what starting the run again
     takes), and no rows or best policy left from a run that saved no checkpoint there."""
     for name in ("progress.csv", "best.npz"):
         (folder / name).unlink(missing_ok=True)
     agent.config.to_json(folder / "config.json")
     spec = agent.env_spec
-    facts = {**run, "seed": agent.seed, "env_kwargs": dict(getattr(spec, "kwargs", None) or {}),
+    facts = {**run.to_dict(), "seed": agent.seed, "env_kwargs": dict(getattr(spec, "kwargs", None) or {}),
              "max_episode_steps": getattr(spec, "max_episode_steps", None)}
     (folder / "run.json").write_text(json.dumps(facts, indent=2) + "\n")
 
@@ -62,13 +93,11 @@ def read_start_files(folder: Path):
             if holds_run(folder) else ""))
     try:
         facts = json.loads((folder / "run.json").read_text())
-        run = {key: facts[key] for key in RUN_KEYS}
+        run = RunRecord.from_dict(facts)
         int(facts["seed"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder / 'run.json'} is not what npppo wrote ({exc!r}): start a new run with "
                               f"--out {folder}") from None
-    if facts.get("tensorboard"):
-        run["tensorboard"] = facts["tensorboard"]
     return PPOConfig.from_json(folder / "config.json"), run, facts
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint, write_model
 from npppo.envs.mujoco_log import warnings_into
@@ -32,6 +32,9 @@ from npppo.errors import NpppoError
 from npppo.evaluation import EVAL_EPISODES
 from npppo.interrupts import interrupts_held, signal_of, sigterm_as_interrupt
 from npppo.progress import ProgressCSV, ProgressLine, TensorBoardLog
+
+if TYPE_CHECKING:
+    from npppo.run_folder import RunRecord
 
 CHECKPOINT_EVERY = 10  # iterations between checkpoints, by default
 
@@ -45,8 +48,11 @@ class RunOptions:
     eval_every: int | None = None  # env steps between deterministic evaluations (None: only at the end)
     eval_episodes: int = EVAL_EPISODES
     max_iterations: int | None = None  # stop early after this many iterations (the schedules still span total_steps)
-    run: dict[str, Any] = field(default_factory=dict)  # stored in every checkpoint under "run" (for --resume)
+    run: RunRecord | None = None  # stored in every checkpoint under "run" (for --resume)
     tensorboard: str | Path | None = None  # a folder for TensorBoard event files with progress.csv's scalars
+
+    def run_record(self) -> dict[str, Any] | None:
+        return None if self.run is None else self.run.to_dict()
 
 
 @dataclass
@@ -92,7 +98,7 @@ def _train(agent, out: Path, options: RunOptions, resumed: bool, quiet: bool) ->
             best = row["eval_mean"] > state["best"]
             if best:
                 state["best"] = row["eval_mean"]
-                write_model(out / "best.npz", *snapshot(agent), run=options.run)
+                write_model(out / "best.npz", *snapshot(agent), run=options.run_record())
             note = eval_note(agent.num_timesteps, row["eval_mean"], row["eval_std"], options.eval_episodes, best,
                              state["best"])
         log.append(row)
@@ -101,7 +107,7 @@ def _train(agent, out: Path, options: RunOptions, resumed: bool, quiet: bool) ->
         state["rows"].append(row)
         state["snapshot"] = snapshot(agent)
         if agent.iteration % options.checkpoint_every == 0:
-            write_checkpoint(checkpoint, *state["snapshot"], run=options.run)
+            write_checkpoint(checkpoint, *state["snapshot"], run=options.run_record())
             state["saved"] = agent.iteration
         if line is not None:
             line.update(metrics)
@@ -122,7 +128,7 @@ def _train(agent, out: Path, options: RunOptions, resumed: bool, quiet: bool) ->
         if state["snapshot"] is None:
             return RunResult(True, state["saved"], train_s=state["train_s"], signum=signum)
         with interrupts_held():
-            write_checkpoint(checkpoint, *state["snapshot"], run=options.run)
+            write_checkpoint(checkpoint, *state["snapshot"], run=options.run_record())
         return RunResult(True, state["snapshot"][1]["iteration"], train_s=state["train_s"], rows=state["rows"],
                          signum=signum)
     except NpppoError as exc:
@@ -138,8 +144,8 @@ def _train(agent, out: Path, options: RunOptions, resumed: bool, quiet: bool) ->
     if line is not None:
         line.close()
     final = snapshot(agent)
-    write_checkpoint(checkpoint, *final, run=options.run)
-    write_model(out / "model.npz", *final, run=options.run)
+    write_checkpoint(checkpoint, *final, run=options.run_record())
+    write_model(out / "model.npz", *final, run=options.run_record())
     read_checkpoint(out / "model.npz")  # what was written reads back
     last_row = state["rows"][-1] if state["rows"] else {}
     if options.eval_every and not math.isnan(last_row.get("eval_mean", math.nan)):

@@ -110,7 +110,7 @@ def test_evaluations_at_each_multiple_of_eval_every_passed_and_at_the_last_itera
 def test_train_without_arguments_means_the_pendulum_preset_on_pendulum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     agent, out, run = _fresh(build_parser().parse_args(["train"]))
-    assert run == {"env": "Pendulum-v1", "preset": "pendulum", "total_steps": 100_000, "checkpoint_every": 10,
+    assert run.to_dict() == {"env": "Pendulum-v1", "preset": "pendulum", "total_steps": 100_000, "checkpoint_every": 10,
                    "eval_every": None, "eval_episodes": 10}
     assert agent.config == presets.get("pendulum") and agent.seed == 0
     assert out.parent.name == "runs" and out.name.startswith("Pendulum-v1-pendulum-0-")
@@ -225,7 +225,7 @@ def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(preset_like))
     _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
-    assert run == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
+    assert run.to_dict() == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
                    "eval_episodes": 10}
 
 
@@ -238,9 +238,9 @@ def test_train_with_env_alone_picks_the_preset_made_for_it_or_the_defaults(tmp_p
     pytest.importorskip("mujoco")
     agent, _, run = _fresh(build_parser().parse_args(["train", "--env", env, "--out", str(tmp_path / "r")]))
     assert agent.config == (presets.get(preset) if preset else PPOConfig())
-    assert run["preset"] == header and run["env"] == env
+    assert run.preset == header and run.env == env
     if preset:
-        assert run["total_steps"] == presets.load(preset)[1]["steps"]
+        assert run.total_steps == presets.load(preset)[1]["steps"]
 
 
 def test_the_header_line_says_which_preset_was_chosen(tmp_path, capsys, monkeypatch):
