@@ -225,8 +225,8 @@ def test_config_file_in_preset_form_supplies_env_and_steps(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(preset_like))
     _, _, run = _fresh(build_parser().parse_args(["train", "--config", str(path), "--out", str(tmp_path / "r")]))
-    assert run.to_dict() == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10, "eval_every": None,
-                   "eval_episodes": 10}
+    assert run.to_dict() == {"env": ENV_ID, "preset": "mine", "total_steps": 80, "checkpoint_every": 10,
+                             "eval_every": None, "eval_episodes": 10}
 
 
 @pytest.mark.parametrize("env, preset, header", [

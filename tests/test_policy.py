@@ -100,7 +100,7 @@ def test_act_rows_matches_the_numpy_reference(dtype, deterministic, normalised, 
     if normalised:
         rms = RunningMeanStd((4,), clip=1.5)  # tight enough that some observations are clipped
         rms.update(rng.normal(size=(50, 4)) * 2.0 + 1.0)
-        stats, x = rms.kernel_stats(), normalize_observations(obs, rms.mean, rms.var, rms.clip)
+        stats, x = rms.shift_scale(), normalize_observations(obs, rms.mean, rms.var, rms.clip)
         assert np.any(np.abs(x) == 1.5)
     actions = policy.act_rows(obs, stats, 1.5, noise, bounds)
     mu, sigma = reference_distribution(policy, x)
