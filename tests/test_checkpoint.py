@@ -11,14 +11,14 @@ import zipfile
 import gymnasium as gym
 import numpy as np
 import pytest
+from configs_for_tests import SMALL
 
 from npppo import PPO, CheckpointError, presets
 from npppo.checkpoint import read_checkpoint, snapshot, write_checkpoint
 from npppo.nn.layers import LAYER_DTYPE
 from npppo.streams import FIXED_RESET, reset_seed
 
-TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
-            mu_activation="identity", sigma_mode="state_independent", normalize_obs=True)
+TINY = {**SMALL, "mu_activation": "identity", "sigma_mode": "state_independent", "normalize_obs": True}
 
 
 def short_pendulum():

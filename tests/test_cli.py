@@ -14,6 +14,7 @@ import types
 
 import numpy as np
 import pytest
+from configs_for_tests import SMALL
 
 from npppo import PPOConfig, presets
 from npppo.checkpoint import read_checkpoint
@@ -22,8 +23,7 @@ from npppo.progress import ProgressLine, read_progress
 from npppo.threads import ENV_VARS
 
 ENV_ID = "ShortPendulumForCliTests-v0"  # Pendulum-v1 cut to 20-step episodes
-TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
-            mu_activation="identity", sigma_mode="state_independent", normalize_obs=True)
+TINY = {**SMALL, "mu_activation": "identity", "sigma_mode": "state_independent", "normalize_obs": True}
 STEPS_PER_ITERATION = 40
 REGISTER = textwrap.dedent(f"""
     import time

@@ -7,13 +7,13 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from configs_for_tests import SMALL
 
 from npppo import PPO, ConfigError, EnvError, PPOConfig, TrainingError, presets
 from npppo.cli import main
 from npppo.progress import read_progress
 
-TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8],
-            mu_activation="identity", sigma_mode="state_independent")
+TINY = {**SMALL, "mu_activation": "identity", "sigma_mode": "state_independent"}
 EPISODE = 20  # steps per episode of the short Pendulum used here: 40 env steps per iteration
 
 

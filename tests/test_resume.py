@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from configs_for_tests import SMALL
 
 from npppo import PPO, presets
 from npppo.checkpoint import snapshot
 
-TINY = dict(num_envs=2, episodes_per_batch=4, trunk_sizes=[8], head_sizes=[6], critic_sizes=[8])
+TINY = {**SMALL, "episodes_per_batch": 4, "head_sizes": [6]}
 
 
 def tiny_config(**changes):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from configs_for_tests import SMALL
 
 from npppo.checkpoint import read_checkpoint
 from npppo.cli import main
@@ -20,8 +21,7 @@ from npppo.plotting import expand_runs
 from npppo.progress import read_progress
 from npppo.seeds import seed_plan
 
-TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8], actor_epochs=1,
-            critic_epochs=1)
+TINY = {**SMALL, "actor_epochs": 1, "critic_epochs": 1}
 
 
 @pytest.fixture

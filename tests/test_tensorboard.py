@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from configs_for_tests import SMALL
 
 from npppo import presets
 from npppo.cli import main
@@ -13,8 +14,7 @@ from npppo.progress import TensorBoardLog, read_progress
 
 tensorboardX = pytest.importorskip("tensorboardX")
 
-TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8], actor_epochs=2,
-            critic_epochs=2)
+TINY = {**SMALL, "actor_epochs": 2, "critic_epochs": 2}
 
 
 def read_scalars(logdir) -> dict[str, list[tuple[int, float]]]:

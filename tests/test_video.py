@@ -6,13 +6,13 @@ import sys
 
 import numpy as np
 import pytest
+from configs_for_tests import SMALL
 
 from npppo import presets
 from npppo.cli import main
 from npppo.video import write_video
 
-TINY = dict(num_envs=2, episodes_per_batch=2, trunk_sizes=[8], head_sizes=[], critic_sizes=[8], actor_epochs=1,
-            critic_epochs=1)
+TINY = {**SMALL, "actor_epochs": 1, "critic_epochs": 1}
 EPISODE = 20  # steps per recorded episode: frames = episodes * (EPISODE + 1), one after each reset
 
 
