@@ -305,15 +305,39 @@ class ThreadedPasses(SerialPasses):
         self.block_threads.shutdown()
 
 
+class ByStepRows:
+    """For a full batch of whole episodes, whose length only the batch tells: the threads for a batch of
+    at least ``THREADED_MIN_ROWS`` rows, ``small`` (the critic in a worker) below. Both are made once."""
+
+    def __init__(self, threaded: ThreadedPasses, small) -> None:
+        self.threaded, self.small, self.current = threaded, small, threaded
+        self.map_blocks = threaded.map_blocks
+
+    def start_critic(self, twins, optimizer, data, lr_scale, seed, iteration) -> None:
+        self.current = self.threaded if data.obs.shape[0] >= THREADED_MIN_ROWS else self.small
+        self.current.start_critic(twins, optimizer, data, lr_scale, seed, iteration)
+
+    def finish_critic(self):
+        return self.current.finish_critic()
+
+    def abandon(self) -> None:
+        self.current.abandon()
+
+    def close(self) -> None:
+        self.threaded.close()
+        self.small.close()
+
+
 def passes_for(config: PPOConfig, workers: int, critic_worker=None) -> Passes:
-    """Where the critic's passes run for this run (see the module docstring): threads for steps of at
-    least ``THREADED_MIN_ROWS`` rows with workers > 1, ``critic_worker`` (a local rollout worker that
-    takes the critic's passes) for smaller steps or steps of unknown length (a full batch of whole
-    episodes: another process runs in parallel however long they are), else serially.
-    ``recompute_advantages`` alternates the two in the learner: only the row blocks use threads then."""
-    rows = config.batch_size or config.steps_per_batch or 0
-    if workers > 1 and rows >= THREADED_MIN_ROWS:
-        return ThreadedPasses(config)
-    if workers > 1 and critic_worker is not None and not config.recompute_advantages:
-        return critic_worker
-    return SerialPasses(config)
+    """Where the critic's passes run for this run (see the module docstring), with workers > 1: threads
+    for steps of at least ``THREADED_MIN_ROWS`` rows, ``critic_worker`` (a local rollout worker that
+    takes the critic's passes) for smaller ones, decided per batch for a full batch of whole episodes
+    (:class:`ByStepRows`); with one worker, or Ray and small steps, serially. ``recompute_advantages``
+    alternates the two in the learner: only the row blocks use threads then."""
+    if workers == 1:
+        return SerialPasses(config)
+    small = critic_worker if critic_worker is not None and not config.recompute_advantages else SerialPasses(config)
+    rows = config.batch_size or config.steps_per_batch
+    if rows is None:
+        return ByStepRows(ThreadedPasses(config), small)
+    return ThreadedPasses(config) if rows >= THREADED_MIN_ROWS else small

@@ -80,9 +80,11 @@ def test_one_two_and_three_workers_give_identical_runs(tiny_config, changes, sma
             np.testing.assert_array_equal(arrays[name], array, err_msg=name)
 
 
-def test_a_full_batch_longer_than_a_row_block_gives_the_same_bits_with_the_critic_in_a_worker(tiny_config):
-    # a full batch of whole episodes (its length unknown in advance) runs the critic's passes in worker 0,
-    # which computes a step of more than BLOCK_ROWS rows in row blocks on its own twins, as the learner does
+def test_a_full_batch_longer_than_a_row_block_gives_the_same_bits_with_the_critic_in_a_worker(tiny_config,
+                                                                                             monkeypatch):
+    # worker 0 computes a critic step of more than BLOCK_ROWS rows in row blocks on its own twins, as the
+    # learner does (a batch this long takes the threads unless the threshold is raised)
+    monkeypatch.setattr("npppo.passes.THREADED_MIN_ROWS", 10**9)
     config = tiny_config(num_envs=2, episodes_per_batch=83, actor_epochs=1, critic_epochs=1)
     one, two = (train(config, workers, 1, env=EnvFactory("Pendulum-v1", max_episode_steps=50)) for workers in (1, 2))
     assert one.history[0]["batch_steps"] > npppo.losses.BLOCK_ROWS
