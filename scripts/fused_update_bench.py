@@ -9,7 +9,7 @@ iteration's ``update_s`` (targets and advantages, every actor and critic step, m
 its metrics; the figures are medians over iterations, with the per-minibatch-step cost (update time
 over the iteration's actor and critic steps) and the ratio off / fused. Then one actor step and one
 critic step alone, on a batch of the preset's shapes (random inputs, the agent's networks): an epoch
-of today's loop (``losses.actor_loss_blocks`` / ``critic_loss_blocks`` and ``ppo.optimizer_step`` per
+of today's loop (``losses.actor_loss_blocks`` / ``critic_loss_blocks`` and ``passes.optimizer_step`` per
 minibatch) against the fused epoch, alternating, medians of ``--repeats``. Prints tables, writes JSON.
 """
 
