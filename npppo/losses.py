@@ -169,7 +169,7 @@ def block_count(n: int) -> int:
 def row_blocks(n: int) -> list[slice]:
     """N rows cut into :func:`block_count` contiguous blocks of nearly equal size: the cut depends
     on N alone, never on the worker count, so the sums over blocks are the same bits for any."""
-    if n <= BLOCK_ROWS:  # every minibatch step: no linspace (a measurable share of a small update's time)
+    if block_count(n) == 1:  # every minibatch step: no linspace (a measurable share of a small update's time)
         return [slice(0, n)]
     bounds = np.linspace(0, n, block_count(n) + 1).astype(int)
     return [slice(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]

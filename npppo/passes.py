@@ -17,7 +17,8 @@ The actor's and the critic's passes share nothing (separate parameters, optimize
 the targets are fixed before either), so where they run is a choice of speed alone, made once per
 run (:func:`passes_for`) and giving the same bits whichever is made:
 
-* :class:`SerialPasses`: one after the other, in the learner (one worker, or Ray with small steps);
+* :class:`SerialPasses`: one after the other, in the learner (one worker; or small steps on Ray or with
+  ``recompute_advantages``);
 * :class:`ThreadedPasses`: the critic's passes on a thread beside the actor's, and both networks' row
   blocks on two threads: for steps whose cost is BLAS's (at least ``THREADED_MIN_ROWS`` rows);
 * critic in worker 0 (:class:`npppo.backends.local.WorkerCriticPasses`): for small steps, whose cost is
@@ -306,15 +307,16 @@ class ThreadedPasses(SerialPasses):
 
 
 class ByStepRows:
-    """For a full batch of whole episodes, whose length only the batch tells: the threads for a batch of
-    at least ``THREADED_MIN_ROWS`` rows, ``small`` (the critic in a worker) below. Both are made once."""
+    """For whole-episode batches, whose length only the batch tells: the threads for steps of at least
+    ``THREADED_MIN_ROWS`` rows, ``small`` (the critic in a worker, or serial) below. Both are made once."""
 
     def __init__(self, threaded: ThreadedPasses, small) -> None:
         self.threaded, self.small, self.current = threaded, small, threaded
         self.map_blocks = threaded.map_blocks
 
     def start_critic(self, twins, optimizer, data, lr_scale, seed, iteration) -> None:
-        self.current = self.threaded if data.obs.shape[0] >= THREADED_MIN_ROWS else self.small
+        rows = rows_per_step(self.threaded.config, data.obs.shape[0])
+        self.current = self.threaded if rows >= THREADED_MIN_ROWS else self.small
         self.current.start_critic(twins, optimizer, data, lr_scale, seed, iteration)
 
     def finish_critic(self):
@@ -337,7 +339,6 @@ def passes_for(config: PPOConfig, workers: int, critic_worker=None) -> Passes:
     if workers == 1:
         return SerialPasses(config)
     small = critic_worker if critic_worker is not None and not config.recompute_advantages else SerialPasses(config)
-    rows = config.batch_size or config.steps_per_batch
-    if rows is None:
+    if config.steps_per_batch is None:
         return ByStepRows(ThreadedPasses(config), small)
-    return ThreadedPasses(config) if rows >= THREADED_MIN_ROWS else small
+    return ThreadedPasses(config) if rows_per_step(config, config.steps_per_batch) >= THREADED_MIN_ROWS else small

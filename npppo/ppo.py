@@ -180,7 +180,7 @@ class PPO:
         self.rollout.episode_step_limit = limit
 
     def close(self) -> None:
-        """Stop the rollout workers (they start again at the next :meth:`learn`)."""
+        """Stop the rollout workers and the update's threads (they start again at the next :meth:`learn`)."""
         self.rollout.close()
 
     def __enter__(self) -> PPO:

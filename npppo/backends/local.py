@@ -216,7 +216,7 @@ class LocalWorkers:
             self.context.set_forkserver_preload(["npppo.backends.local"])
         self.episodes_started = episodes_started  # the run's counts (read only: a replaced worker starts from them)
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
-        self.critic_passes = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
+        self.critic_worker = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
         # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start once it is
         # ready and load them from the cache, instead of all compiling the same kernels side by side

@@ -122,14 +122,15 @@ class RayWorkers:
                 join_cluster(ray, address, connect_timeout, options)
             else:
                 self.watchdog, self.head = start_local_ray(ray, len(slices), options)
-        self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_SamplerActor)
         self.args = (env_spec, config.to_dict(), spaces)
         self.slices, self.run_seed, self.max_failures = slices, run_seed, max_failures
         self.episode_step_limit = episode_step_limit
         self.work = split_work(config, slices)
         self.episodes_started = episodes_started  # the run's counts (read only: a replaced actor starts from them)
-        self.actors = [self._start(w) for w in range(len(slices))]
-        try:
+        self.actors = []
+        try:  # from here a failure stops what this run started (its Ray, the head thread, the watchdog)
+            self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_SamplerActor)
+            self.actors = [self._start(w) for w in range(len(slices))]
             self._get_all([actor.ready.remote() for actor in self.actors], lambda w: self.actors[w].ready.remote())
         except BaseException:
             self.close()
@@ -237,8 +238,9 @@ def _kill_descendants() -> None:
 
 
 def start_local_ray(ray, num_cpus: int, options: dict):
-    """Start a local Ray for this run; returns the watchdog process that ends it if the learner dies
-    without shutting it down (None where there is no ``/proc`` to find its processes by).
+    """Start a local Ray for this run; returns (watchdog, head): the watchdog process that ends it if the
+    learner dies without shutting it down (None where there is no ``/proc`` to find its processes by),
+    and the Event that lets the thread which started it end.
 
     ``ray.init`` runs in a helper thread while this one waits: there Ray installs no SIGTERM handler of
     its own (which exits on the spot), and a Ctrl-C or SIGTERM that comes while Ray starts lets it finish
@@ -246,7 +248,7 @@ def start_local_ray(ray, num_cpus: int, options: dict):
     crashes the interpreter's exit (SIGSEGV, or SIGABRT from the abort timer its SIGTERM handling arms:
     :func:`npppo.interrupts.cancel_abort_timer`). The head node's processes end with the thread that
     started them (Ray sets their parent-death signal), so that thread stays until ``head.set()``,
-    after the shutdown. Returns (watchdog, head)."""
+    after the shutdown."""
     outcome: dict = {}
     started, head = threading.Event(), threading.Event()
 
@@ -279,7 +281,12 @@ def start_local_ray(ray, num_cpus: int, options: dict):
     node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
     if not sys.platform.startswith("linux") or not getattr(node, "head", False):
         return None, head  # no /proc, or Ray joined a cluster started elsewhere (ray start): not this run's to end
-    watchdog = subprocess.Popen([sys.executable, "-I", str(WATCHDOG), str(os.getpid()), node.get_session_dir_path()],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)  # its own session: a Ctrl-C in the terminal leaves it be
+    try:  # in its own session: a Ctrl-C in the terminal leaves it be
+        watchdog = subprocess.Popen([sys.executable, "-I", str(WATCHDOG), str(os.getpid()),
+                                     node.get_session_dir_path()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+    except BaseException:
+        ray.shutdown()
+        head.set()
+        raise
     return watchdog, head

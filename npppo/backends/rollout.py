@@ -132,8 +132,12 @@ class Rollout:
 
     def load_state(self, state: dict) -> None:
         self.close()  # workers hold the counts they were started with
-        # as saved: an agent trained on one instance saved one count, though a config may name more
-        self.episodes_started = np.asarray(state["episodes_started"], np.int64)
+        started = np.asarray(state["episodes_started"], np.int64)
+        if started.size == 1:  # a run on one environment instance saved one count: each environment starts there
+            started = np.full(self.num_envs, started[0], np.int64)
+        if started.shape != (self.num_envs,):
+            raise ValueError(f"episodes_started holds {started.size} counts, the run has {self.num_envs} environments")
+        self.episodes_started = started
 
     # ------------------------------------------------------------------ running
     def collect(self, iteration: int, params: np.ndarray, obs_stats) -> Batch:
@@ -168,7 +172,9 @@ class Rollout:
                 self.running = RayWorkers(self.env_spec, config, spaces, self.seed, slices, self.episodes_started,
                                           self.max_worker_failures, self.ray_address, self.ray_connect_timeout,
                                           self.episode_step_limit)
-            self.passes = passes_for(config, self.workers, getattr(self.running, "critic_passes", None))
+            if self.passes is not None:  # chosen by an update before any collect
+                self.passes.close()
+            self.passes = passes_for(config, self.workers, getattr(self.running, "critic_worker", None))
         return self.running
 
     def update_passes(self):
