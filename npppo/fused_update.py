@@ -42,6 +42,7 @@ from npppo.optim import Optimizer, adam_step, l2_norm, nonfinite_error, norm_sca
 
 SGD, ADAM = 0, 1
 OK, NONFINITE, KL_STOP = 0, 1, 2
+ACTOR_GROUPS = 2  # the policy's optimizer groups, mu and sigma (PPO.optimizers)
 # per step: loss, entropy, approx KL, clip fraction, mean ratio, sigma mean, then each group's norm
 ACTOR_RECORD = ("loss", "entropy", "approx_kl", "clip_fraction", "ratio", "sigma_mean")
 
@@ -187,6 +188,22 @@ def _groups_step(params, grad, groups, kind, state, lrs, steps, momentum, beta1,
                       beta1, beta2, eps, steps[group], scale)
 
 
+@njit(inline="always")
+def _typed_constants():
+    """(0, True, False) typed int64 and bool rather than as literals: Numba compiles a callee once per
+    literal argument value, so ``_forward(..., 0, ...)`` beside ``_forward(..., n_trunk, ...)`` would
+    compile _forward twice (and _backward twice more for its True and False), seconds of a first run."""
+    return np.int64(0), np.bool_(True), np.bool_(False)
+
+
+@njit(inline="always")
+def _record(records, step, first, values):
+    """records[step, first : first + len(values)] = values, as a loop: a slice assignment compiles
+    Numba's shape-mismatch message (its repr and string code: about 3 s of a first run's compile)."""
+    for j in range(values.shape[0]):
+        records[step, first + j] = values[j]
+
+
 @njit
 def _norms_finite(loss, grad, groups, norms):
     finite = math.isfinite(loss)
@@ -226,6 +243,7 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
     grad_h_sigma_all = np.empty((rows_max, layout[n_trunk - 1, 2]), params.dtype)
     stats = np.zeros(4)
     norms = np.empty(groups.shape[0])
+    first_layer, with_input_grad, without_input_grad = _typed_constants()
     step = 0
     for epoch in range(orders.shape[0]):
         order = orders[epoch]
@@ -235,7 +253,7 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
             _gather_rows(order, begin, rows, obs, x, old_log_prob, old_rows, advantages, advantage_rows)
             _gather(actions, order, begin, rows, action_rows[:rows])
             starts_rows, _ = _layer_starts(layout, rows)
-            h = _forward(params, layout, alphas, 0, n_trunk, x, pre, out, starts_rows, rows)
+            h = _forward(params, layout, alphas, first_layer, n_trunk, x, pre, out, starts_rows, rows)
             mu = _forward(params, layout, alphas, n_trunk, n_trunk + n_mu, h, pre, out, starts_rows, rows)
             sigma = sigma_all[:rows]
             if log_std_offset >= 0:
@@ -256,7 +274,7 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
                 for d in range(dims):
                     sigma_sum += sigma[i, d]
             records[step, 0] = loss
-            records[step, 1:5] = stats
+            _record(records, step, 1, stats)
             records[step, 5] = sigma_sum / (rows * dims)
             if stats[1] > kl_limit:
                 records[step, 6:] = np.nan
@@ -264,7 +282,7 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
             # the trunk's dL/dh: the mu head's dL/dx, plus the sigma head's
             grad_h = _matrix(grad_pre, starts_rows[n_trunk - 1], rows, layout[n_trunk - 1, 2])
             _backward(params, grad, layout, alphas, n_trunk, n_trunk + n_mu, h, grad_mu, pre, out, grad_pre,
-                      starts_rows, grad_h, rows, True)
+                      starts_rows, grad_h, rows, with_input_grad)
             if log_std_offset >= 0:
                 for d in range(dims):
                     total = grad_sigma[0, d] * sigma[0, d]
@@ -274,14 +292,14 @@ def actor_epochs(params, grad, layout, alphas, parts, sigma_min, obs, actions, o
             else:
                 grad_h_sigma = grad_h_sigma_all[:rows]
                 _backward(params, grad, layout, alphas, n_trunk + n_mu, n_layers, h, grad_sigma, pre, out,
-                          grad_pre, starts_rows, grad_h_sigma, rows, True)
+                          grad_pre, starts_rows, grad_h_sigma, rows, with_input_grad)
                 for i in range(rows):
                     for j in range(grad_h.shape[1]):
                         grad_h[i, j] += grad_h_sigma[i, j]
-            _backward(params, grad, layout, alphas, 0, n_trunk, x, grad_h, pre, out, grad_pre, starts_rows, grad_h,
-                      rows, False)
+            _backward(params, grad, layout, alphas, first_layer, n_trunk, x, grad_h, pre, out, grad_pre, starts_rows,
+                      grad_h, rows, without_input_grad)
             finite = _norms_finite(loss, grad, groups, norms)
-            records[step, 6:] = norms
+            _record(records, step, 6, norms)
             if not finite:
                 return step + 1, NONFINITE
             _groups_step(params, grad, groups, kind, state, lrs, steps, momentum, beta1, beta2, eps, max_norm, norms)
@@ -303,6 +321,7 @@ def critic_epochs(params, grad, layout, alphas, obs, targets, old_values, value_
     old_rows = np.empty(rows_max, params.dtype)
     grad_values = np.empty((rows_max, 1), params.dtype)
     norms = np.empty(groups.shape[0])
+    first_layer, _, without_input_grad = _typed_constants()
     step = 0
     for epoch in range(orders.shape[0]):
         order = orders[epoch]
@@ -311,14 +330,14 @@ def critic_epochs(params, grad, layout, alphas, obs, targets, old_values, value_
             x = obs_rows[:rows]
             _gather_rows(order, begin, rows, obs, x, targets, target_rows, old_values, old_rows)
             starts_rows, _ = _layer_starts(layout, rows)
-            values = _forward(params, layout, alphas, 0, layout.shape[0], x, pre, out, starts_rows, rows)
+            values = _forward(params, layout, alphas, first_layer, layout.shape[0], x, pre, out, starts_rows, rows)
             loss = squared_error_grad(values[:, 0], target_rows[:rows], old_rows[:rows], value_clip,
                                       grad_values[:rows, 0])
-            _backward(params, grad, layout, alphas, 0, layout.shape[0], x, grad_values[:rows], pre, out, grad_pre,
-                      starts_rows, x, rows, False)
+            _backward(params, grad, layout, alphas, first_layer, layout.shape[0], x, grad_values[:rows], pre, out,
+                      grad_pre, starts_rows, x, rows, without_input_grad)
             finite = _norms_finite(loss, grad, groups, norms)
             records[step, 0] = loss
-            records[step, 1:] = norms
+            _record(records, step, 1, norms)
             if not finite:
                 return step + 1, NONFINITE
             _groups_step(params, grad, groups, kind, state, lrs, steps, momentum, beta1, beta2, eps, max_norm, norms)
@@ -348,6 +367,8 @@ def _groups(optimizers: dict[str, Optimizer], lr_scale: float, dtype) -> _Groups
     for optimizer in optimizers.values():
         buffers = optimizer.buffers
         state += [buffers["m"], buffers["v"]] if first.kind == "adam" else [buffers["velocity"], np.empty(0, dtype)]
+    # padded to the actor's two groups, so that the critic's one group shares the actor's compiled _groups_step
+    state += [np.empty(0, dtype)] * (2 * ACTOR_GROUPS - len(state))
     max_norm = math.inf if first.max_grad_norm is None else float(first.max_grad_norm)
     return _Groups(list(optimizers), np.array([[o.start, o.stop] for o in optimizers.values()], np.int64),
                    ADAM if first.kind == "adam" else SGD, tuple(state),

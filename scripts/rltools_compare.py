@@ -2,7 +2,8 @@
 
 Usage::
 
-    python scripts/rltools_compare.py RLTOOLS_DIR [--runs 5] [--seed 0] [--eval-episodes 100] [--json out.json]
+    python scripts/rltools_compare.py RLTOOLS_DIR [--runs 5] [--seed 0] [--eval-episodes 100] [--env ID]
+        [--openblas-coretype Haswell] [--json out.json]
 
 RLTOOLS_DIR holds RLtools' benchmark source (``training.cpp``, ``config.h``) and its headers
 (``include/``): a clone of rl-tools (``src/rl/environments/pendulum/ppo/cpu/``), or this project's
@@ -13,7 +14,8 @@ into a temporary folder, then alternates the two sides ``--runs`` times, each wi
 and prints the medians and their ratio (npppo / RLtools). It is not part of the test suite.
 
 What is timed: RLtools' training loop (its ``Time:`` line) against npppo's ``learn()`` for the
-same 307,200 env steps, after a short warm-up ``learn()`` so that npppo's compiled kernels are
+same 307,200 env steps (on the compiled ``npppo/Pendulum-v1`` unless ``--env`` says otherwise;
+evaluated on Gymnasium's Pendulum-v1), after a short warm-up ``learn()`` so that npppo's compiled kernels are
 loaded (a warm cache) and not counted.
 
 npppo's configuration is RLtools' (config.h): 4 envs x 1,024 steps per iteration, 75 iterations,
@@ -58,13 +60,13 @@ config = presets.get("pendulum").replace(
     trunk_sizes=[64, 64], head_sizes=[], actor_activation="relu", critic_sizes=[64, 64], critic_activation="relu",
     sigma_mode="state_independent", log_std_init=math.log(4.0), optimizer="adam", mu_lr=1e-3, sigma_lr=1e-3,
     critic_lr=1e-3, lr_schedule="constant", normalize_obs=True, reward_scale=1.0, dtype="float32")
-seed, episodes = int(sys.argv[1]), int(sys.argv[2])
-PPO("Pendulum-v1", config, seed=seed).learn(4096)  # loads the compiled kernels: not timed
-agent = PPO("Pendulum-v1", config, seed=seed)
+seed, episodes, env = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+PPO(env, config, seed=seed).learn(4096)  # loads the compiled kernels: not timed
+agent = PPO(env, config, seed=seed)
 start = time.perf_counter()
 agent.learn({TOTAL_STEPS})
 seconds = time.perf_counter() - start
-mean = agent.evaluate(episodes=episodes)[0] if episodes else float("nan")
+mean = agent.evaluate(episodes=episodes, env="Pendulum-v1")[0] if episodes else float("nan")
 try:
     from threadpoolctl import threadpool_info
     kernel = ",".join(i.get("architecture") or "?" for i in threadpool_info() if i["internal_api"] == "openblas")
@@ -92,8 +94,8 @@ def build(source: Path, out: Path) -> Path:
     return binary
 
 
-def run_rltools(binary: Path, folder: Path) -> dict:
-    env = {**os.environ, **ONE_THREAD, "OPENBLAS_VERBOSE": "2"}
+def run_rltools(binary: Path, folder: Path, coretype: dict) -> dict:
+    env = {**os.environ, **ONE_THREAD, **coretype, "OPENBLAS_VERBOSE": "2"}
     done = subprocess.run([str(binary)], capture_output=True, text=True, cwd=folder, env=env, check=True)
     text = done.stdout + done.stderr
     seconds = re.search(r"Time:\s*([0-9.]+)\s*s", text)
@@ -105,9 +107,9 @@ def run_rltools(binary: Path, folder: Path) -> dict:
             "kernel": kernel.group(1) if kernel else "unknown"}
 
 
-def run_npppo(seed: int, episodes: int, folder: Path) -> dict:
-    env = {**os.environ, **ONE_THREAD}
-    done = subprocess.run([sys.executable, "-c", NPPPO_SIDE, str(seed), str(episodes)], capture_output=True,
+def run_npppo(seed: int, episodes: int, env_id: str, folder: Path, coretype: dict) -> dict:
+    env = {**os.environ, **ONE_THREAD, **coretype}
+    done = subprocess.run([sys.executable, "-c", NPPPO_SIDE, str(seed), str(episodes), env_id], capture_output=True,
                           text=True, cwd=folder, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"npppo's side failed:\n{done.stderr[-3000:]}")
@@ -121,9 +123,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="npppo's seed (RLtools' benchmark fixes its own)")
     parser.add_argument("--eval-episodes", type=int, default=100,
                         help="deterministic evaluation episodes after each npppo run, not timed (0: none)")
+    parser.add_argument("--env", default="npppo/Pendulum-v1",
+                        help="npppo's training environment: the compiled npppo/Pendulum-v1 (default; the fused "
+                             "rollout) or Gymnasium's Pendulum-v1; the evaluation is always on Gymnasium's")
+    parser.add_argument("--openblas-coretype", metavar="NAME",
+                        help="OPENBLAS_CORETYPE for both sides (Haswell, SkylakeX, ...): each OpenBLAS otherwise picks "
+                             "its own kernels, and an older system OpenBLAS may not know a newer CPU (Prescott)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
+    coretype = {"OPENBLAS_CORETYPE": args.openblas_coretype} if args.openblas_coretype else {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         started = time.perf_counter()
@@ -132,8 +141,8 @@ def main() -> None:
         print(f"built RLtools' benchmark in {build_s:.1f} s", flush=True)
         sides: dict[str, list[dict]] = {"rltools": [], "npppo": []}
         for run in range(args.runs):
-            sides["rltools"].append(run_rltools(binary, folder))
-            sides["npppo"].append(run_npppo(args.seed, args.eval_episodes, folder))
+            sides["rltools"].append(run_rltools(binary, folder, coretype))
+            sides["npppo"].append(run_npppo(args.seed, args.eval_episodes, args.env, folder, coretype))
             print(f"run {run + 1}: RLtools {sides['rltools'][-1]['seconds']:.3f} s, "
                   f"npppo {sides['npppo'][-1]['seconds']:.3f} s", flush=True)
 
@@ -151,7 +160,9 @@ def main() -> None:
     print(f"npppo / RLtools: {ratio:.2f}x the time for the same {TOTAL_STEPS:,} env steps (one core each)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"build_s": build_s, "ratio": ratio, **summary}, indent=1))
+        figures = {"build_s": build_s, "ratio": ratio, "npppo_env": args.env,
+                   "openblas_coretype": args.openblas_coretype, **summary}
+        args.json.write_text(json.dumps(figures, indent=1))
         print(f"wrote {args.json}")
 
 

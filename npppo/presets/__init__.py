@@ -2,8 +2,9 @@
 
     >>> from npppo import presets
     >>> cfg = presets.get("seed")        # a fresh, validated PPOConfig
-    >>> presets.names()
-    ['bipedalwalker', 'conwip', 'halfcheetah', 'lunarlander', 'mujoco', 'pendulum', 'seed']
+    >>> presets.names()  # doctest: +NORMALIZE_WHITESPACE
+    ['bipedalwalker', 'conwip', 'halfcheetah', 'lunarlander', 'mountaincar', 'mujoco', 'pendulum',
+     'pendulum_compiled', 'seed']
     >>> presets.for_env("Hopper-v5")     # the preset made for an environment, or None
     'mujoco'
 
@@ -21,9 +22,13 @@ from npppo.errors import ConfigError
 
 _FOLDER = Path(__file__).parent
 # environment id -> the preset tuned for it (what `npppo train --env ID` uses without --preset); the
-# seed preset also runs Pendulum-v1, but the tuned one is pendulum
+# seed preset also runs Pendulum-v1, but the tuned one is pendulum; mountaincar trains on the compiled
+# twin of MountainCarContinuous-v0 and serves both ids
 FOR_ENV = {
     "Pendulum-v1": "pendulum",
+    "npppo/Pendulum-v1": "pendulum_compiled",
+    "MountainCarContinuous-v0": "mountaincar",
+    "npppo/MountainCarContinuous-v0": "mountaincar",
     "LunarLanderContinuous-v3": "lunarlander",
     "npppo/ConwipLine-v0": "conwip",
     "HalfCheetah-v5": "halfcheetah",
