@@ -4,9 +4,9 @@ With an empty kernel cache (a fresh install, an upgrade, an edit of npppo's sour
 run needs is compiled at its first call, several seconds in all. Two things make that bearable:
 
 * the learner compiles the update's kernels (:func:`compile_update_kernels`) while the first rollout
-  worker compiles the rollout's; the other workers start only once that worker is ready, and load
-  the rollout kernels from the cache instead of compiling the same ones at the same time
-  (:class:`npppo.backends.local.LocalWorkers`);
+  worker compiles the rollout's; the other workers start at the same time but wait until those are in
+  the cache (:func:`wait_for_rollout_kernels`), and load them instead of compiling the same ones
+  beside it (:class:`npppo.backends.local.LocalWorkers`);
 * :func:`announce_compiling` prints one line as soon as anything is to be compiled, decided by what
   the Numba cache holds and by Numba's own compile events, not by whether a folder exists.
 """
@@ -14,7 +14,9 @@ run needs is compiled at its first call, several seconds in all. Two things make
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from typing import TextIO
@@ -37,18 +39,37 @@ def rollout_kernels() -> list:
 
 
 def is_cached(kernel) -> bool:
-    """Whether the cache holds a compiled version of ``kernel`` for npppo's current source (Numba's
-    index of the kernel, which it discards when the source stamp differs: :mod:`npppo.jit`)."""
+    """Whether the cache holds a compiled version of ``kernel`` for npppo's current source: Numba's
+    index of the kernel (which it discards when the source stamp differs: :mod:`npppo.jit`) and the
+    data files it names (Numba writes the index first, so another process may be between the two)."""
     if kernel.overloads:
         return True  # compiled (or loaded) in this process already
     try:
-        return bool(kernel._cache._cache_file._load_index())
+        cache_file = kernel._cache._cache_file
+        names = cache_file._load_index().values()
+        return bool(names) and all(os.path.exists(cache_file._data_path(name)) for name in names)
     except (AttributeError, OSError, EOFError, ValueError):  # another Numba's internals, or an unreadable index
         return False
 
 
 def rollout_kernels_cached() -> bool:
     return all(is_cached(kernel) for kernel in rollout_kernels())
+
+
+KERNEL_WAIT_S = 300.0  # longer than any compile; a worker that waited this long compiles the kernels itself
+
+
+def wait_for_rollout_kernels(conn, timeout: float = KERNEL_WAIT_S, poll_s: float = 0.1) -> bool:
+    """In a rollout worker: wait until another worker has put the rollout's kernels in the cache, so
+    that this one loads them; False if the learner's pipe ``conn`` said stop meanwhile (the only message
+    it sends before a worker's "ready"). After ``timeout`` it returns True anyway, and the worker
+    compiles them itself."""
+    deadline = time.monotonic() + timeout
+    while not rollout_kernels_cached() and time.monotonic() < deadline:
+        if conn.poll(poll_s):
+            conn.recv()
+            return False
+    return True
 
 
 class _FirstCompile(event.Listener):

@@ -92,14 +92,20 @@ class Failed:
 
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started,
-            episode_step_limit: int) -> None:
-    """A worker process's whole life: build, report ready, then collect until told to stop."""
+            episode_step_limit: int, wait_for_kernels: bool = False) -> None:
+    """A worker process's whole life: build, report ready, then collect until told to stop.
+    ``wait_for_kernels``: first wait until another worker has put the rollout's kernels in the cache."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or SIGTERM to the whole job: the learner's to handle
         signal.signal(signum, signal.SIG_IGN)
     from npppo.threads import set_num_threads
 
     set_num_threads(1)
     try:
+        if wait_for_kernels:
+            from npppo.warmup import wait_for_rollout_kernels
+
+            if not wait_for_rollout_kernels(conn):
+                return  # told to stop while waiting
         config = PPOConfig.from_dict(config_dict)
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
         critic = None
@@ -218,29 +224,29 @@ class LocalWorkers:
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
         self.critic_worker = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
-        # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start once it is
-        # ready and load them from the cache, instead of all compiling the same kernels side by side
+        # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start at once too,
+        # but wait for worker 0's kernels in the cache and load them, instead of all compiling the same
+        # kernels side by side (and instead of starting only after the learner's compile)
         from npppo.warmup import rollout_kernels_cached
 
-        first = len(slices) if while_first_starts is None or rollout_kernels_cached() else 1
+        wait_for_kernels = while_first_starts is not None and not rollout_kernels_cached()
         try:
-            for group in (range(first), range(first, len(slices))):
-                for w in group:
-                    self._start(w)
-                if while_first_starts is not None and group.start == 0:
-                    while_first_starts()
-                for w in group:
-                    self._receive(w, None)  # "ready"
+            for w in range(len(slices)):
+                self._start(w, wait_for_kernels=wait_for_kernels and w > 0)
+            if while_first_starts is not None:
+                while_first_starts()
+            for w in range(len(slices)):
+                self._receive(w, None)  # "ready"
         except BaseException:
             self.close()
             raise
 
-    def _start(self, w: int) -> None:
+    def _start(self, w: int, wait_for_kernels: bool = False) -> None:
         learner_end, worker_end = self.context.Pipe()
         process = self.context.Process(
             target=_worker, name=f"npppo-worker-{w}", daemon=True,
             args=(worker_end, self.env_spec, self.config.to_dict(), self.spaces, self.slices[w], self.run_seed,
-                  self.episodes_started[self.slices[w]], self.episode_step_limit),
+                  self.episodes_started[self.slices[w]], self.episode_step_limit, wait_for_kernels),
         )
         process.start()
         worker_end.close()
