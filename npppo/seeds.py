@@ -84,7 +84,7 @@ def _seed_process(train: Callable[[argparse.Namespace], int], args: argparse.Nam
         try:
             with sigterm_as_interrupt():  # this process's entry point: SIGTERM from the batch saves too
                 status = train(args)
-        except NpppoError as exc:
+        except (NpppoError, OSError) as exc:  # a full disk or an unwritable folder: one line, as in `npppo train`
             print(f"npppo: error: {exc}")
             status = 1
         except KeyboardInterrupt as interrupt:

@@ -96,6 +96,12 @@ MODULES: dict[str, list[str]] = {
                        "tests/test_learning_curves.py", "tests/test_bench.py"],
     "npppo/interrupts.py": ["tests/test_interrupts.py", "tests/test_train.py", "tests/test_cli.py"],
     "npppo/run_folder.py": ["tests/test_cli.py", "tests/test_errors.py", "tests/test_seeds.py"],
+    "npppo/passes.py": ["tests/test_passes.py", *COMMON, "tests/test_fused_update.py", "tests/test_ppo.py",
+                        "tests/test_backends_local.py"],
+    "npppo/backends/rollout.py": ["tests/test_backends_local.py", "tests/test_resume.py", "tests/test_checkpoint.py",
+                                  *COMMON],
+    "npppo/fused_update.py": ["tests/test_fused_update.py", *COMMON],
+    "npppo/warmup.py": ["tests/test_warmup.py", "tests/test_backends_local.py"],
 }
 # slow or timing-dependent tests left out of every mutant's run (they are in the normal suite)
 DESELECT = [
