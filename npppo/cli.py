@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from npppo.backends import BACKENDS, MAX_WORKER_FAILURES
+from npppo.backends import BACKENDS, MAX_WORKER_FAILURES, RAY_CONNECT_TIMEOUT_S
 from npppo.errors import CheckpointError, ConfigError, NpppoError
 from npppo.evaluation import EVAL_EPISODES
 from npppo.interrupts import INTERRUPTED, TERMINATED, exit_status, interrupted_words, signal_of, sigterm_as_interrupt
@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="join this Ray cluster (as ray.init(address=...); 'auto' finds a local one); "
                             "default: start a local Ray")
     train.add_argument("--ray-connect-timeout", type=_seconds, metavar="S",
-                       help="with --ray-address: give up after S seconds without reaching the cluster (default: 30)")
+                       help="with --ray-address: give up after S seconds without reaching the cluster "
+                            f"(default: {RAY_CONNECT_TIMEOUT_S:g})")
     train.add_argument("--max-worker-failures", type=_count, default=MAX_WORKER_FAILURES, metavar="N",
                        help=f"stop the run after a worker fails N times in a row (default: {MAX_WORKER_FAILURES})")
     train.add_argument("--eval-every", type=_count, metavar="N",
@@ -268,7 +269,6 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(agent, out: Path, run: RunRecord, args: argparse.Namespace) -> int:
-    from npppo.backends import RAY_CONNECT_TIMEOUT_S
     from npppo.train import RunOptions, train
     from npppo.warmup import announce_compiling
 
