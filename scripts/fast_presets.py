@@ -33,13 +33,14 @@ BARS = {
     "conwip": (None, 20, 263.76, 3.0),
     "mountaincar": ("MountainCarContinuous-v0", 20, None, None),
 }
+NO_BARS = (None, 20, None, None)  # another preset: its own environment, 20 episodes, no bar
 
 
 def run(preset: str, seed: int) -> dict:
     from npppo import PPO, presets
 
     config, facts = presets.load(preset)
-    eval_env, episodes, _, _ = BARS.get(preset, (None, 20, None, None))
+    eval_env, episodes, _, _ = BARS.get(preset, NO_BARS)
     PPO(facts["env"], config, seed=seed, workers=1).learn(1)  # loads the compiled kernels: not timed
     agent = PPO(facts["env"], config, seed=seed, workers=1)
     started = time.perf_counter()
@@ -50,7 +51,7 @@ def run(preset: str, seed: int) -> dict:
 
 
 def summary(preset: str, runs: list[dict]) -> dict:
-    _, episodes, return_bar, seconds_bar = BARS.get(preset, (None, 20, None, None))
+    _, episodes, return_bar, seconds_bar = BARS.get(preset, NO_BARS)
     seconds = [r["learn_s"] for r in runs]
     returns = [r["return"] for r in runs]
     row = {"runs": runs, "learn_s_median": statistics.median(seconds), "learn_s_max": max(seconds),

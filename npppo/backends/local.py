@@ -224,9 +224,9 @@ class LocalWorkers:
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
         self.critic_worker = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
-        # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start at once too,
-        # but wait for worker 0's kernels in the cache and load them, instead of all compiling the same
-        # kernels side by side (and instead of starting only after the learner's compile)
+        # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start at once too, so
+        # that their start is off the first run's critical path, but wait for worker 0's kernels in the
+        # cache and load them, instead of all compiling the same kernels side by side
         from npppo.warmup import rollout_kernels_cached
 
         wait_for_kernels = while_first_starts is not None and not rollout_kernels_cached()
