@@ -374,6 +374,24 @@ def test_a_script_without_a_main_guard_stops_with_a_hint_instead_of_restarting_w
     assert processes_tagged(tag) == []
 
 
+def test_a_script_that_ends_without_close_exits_and_stops_its_workers(tmp_path):
+    # workers ignore SIGTERM and wait for the next job: multiprocessing's own exit handler, which
+    # terminates and then joins them, waited for them forever before npppo stopped them at exit itself
+    script = tmp_path / "no_close.py"
+    script.write_text("from npppo import PPO, presets\n"
+                      "if __name__ == '__main__':\n"
+                      "    agent = PPO('Pendulum-v1', presets.get('pendulum'), workers=2)\n"
+                      "    agent.learn(2000)\n"
+                      "    print(len(agent.rollout.running.workers), 'workers running at the end')\n")
+    tag = uuid.uuid4().hex
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "NPPPO_TEST_TAG": tag},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "2 workers running at the end"
+    time.sleep(0.5)
+    assert processes_tagged(tag) == []
+
+
 @pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), "30", True])
 def test_a_ray_connect_timeout_that_is_not_a_positive_number_of_seconds_is_refused(tiny_config, timeout):
     with pytest.raises(ConfigError, match="ray_connect_timeout must be a positive number of seconds"):

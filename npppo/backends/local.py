@@ -15,7 +15,10 @@ fixed-step batches the replaced worker's environments start fresh, seeded episod
 
 from __future__ import annotations
 
+import atexit
+import functools
 import multiprocessing
+import multiprocessing.util  # registers its exit handler now, so that the one below runs before it
 import signal
 import traceback
 from dataclasses import dataclass
@@ -222,6 +225,10 @@ class LocalWorkers:
             self.context.set_forkserver_preload(["npppo.backends.local"])
         self.episodes_started = episodes_started  # the run's counts (read only: a replaced worker starts from them)
         self.workers: list[tuple[Any, Any] | None] = [None] * len(slices)
+        # a script that ends without close(): multiprocessing's exit handler would join the workers, which
+        # ignore its SIGTERM and wait for a job, forever; this one is registered later, so runs first
+        self._stop_at_exit = functools.partial(_stop_all, self.workers)
+        atexit.register(self._stop_at_exit)
         self.critic_worker = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
         # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start at once too, so
@@ -300,16 +307,7 @@ class LocalWorkers:
         return answer
 
     def _stop(self, w: int) -> None:
-        process, conn = self.workers[w]
-        try:
-            conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=5)
-        conn.close()
+        _stop_worker(*self.workers[w])
 
     @property
     def closed(self) -> bool:
@@ -317,7 +315,25 @@ class LocalWorkers:
 
     def close(self) -> None:
         """Stop every worker (asked first, killed if it does not end within seconds)."""
-        for w, worker in enumerate(self.workers):
-            if worker is not None:
-                self._stop(w)
-                self.workers[w] = None
+        _stop_all(self.workers)
+        atexit.unregister(self._stop_at_exit)
+
+
+def _stop_worker(process, conn) -> None:
+    try:
+        conn.send(None)
+    except (BrokenPipeError, OSError):
+        pass
+    process.join(timeout=5)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout=5)
+    conn.close()
+
+
+def _stop_all(workers: list) -> None:
+    """Stop each running worker of ``workers`` (in place: their entries become None)."""
+    for w, worker in enumerate(workers):
+        if worker is not None:
+            _stop_worker(*worker)
+            workers[w] = None
