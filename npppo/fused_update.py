@@ -80,7 +80,7 @@ def fallback_reason(config, rows_per_step: int) -> str | None:
 # ---------------------------------------------------------------------------------------- kernels
 
 
-@njit(inline="always")
+@njit
 def _matrix(vector, start, rows, cols):
     """vector[start : start + rows * cols] as a C-contiguous (rows, cols) view."""
     return vector[start : start + rows * cols].reshape(rows, cols)
@@ -382,7 +382,9 @@ def _orders(n: int, batch_size: int | None, epochs: int, rng: np.random.Generato
     the rows in order for full-batch steps), and the step's row count. ``rng`` is the iteration's own
     stream, so drawing every epoch's order up front changes no other draw."""
     if batch_size is None or batch_size >= n:
-        return np.broadcast_to(np.arange(n, dtype=np.int64), (epochs, n)), n
+        # a writable C array, not a broadcast view: the kernels' one signature for both branches (a first
+        # run's warm-up, on a made-up batch shorter than a minibatch, would otherwise compile another)
+        return np.tile(np.arange(n, dtype=np.int64), (epochs, 1)), n
     return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64), batch_size
 
 

@@ -3,10 +3,10 @@
 With an empty kernel cache (a fresh install, an upgrade, an edit of npppo's source) every kernel a
 run needs is compiled at its first call, several seconds in all. Two things make that bearable:
 
-* the learner compiles the update's kernels (:func:`compile_update_kernels`) while the first rollout
-  worker compiles the rollout's; the other workers start at the same time but wait until those are in
-  the cache (:func:`wait_for_rollout_kernels`), and load them instead of compiling the same ones
-  beside it (:class:`npppo.backends.local.LocalWorkers`);
+* the learner compiles the actor's update kernels (:func:`compile_update_kernels`) while the first
+  rollout worker compiles the rollout's, then the critic's update kernels; the other workers start at
+  the same time but wait until the rollout's are in the cache (:func:`wait_for_rollout_kernels`), and
+  load them instead of compiling the same ones beside it (:class:`npppo.backends.local.LocalWorkers`);
 * :func:`announce_compiling` prints one line as soon as anything is to be compiled, decided by what
   the Numba cache holds and by Numba's own compile events, not by whether a folder exists.
 """
@@ -101,17 +101,39 @@ def announce_compiling(stream: TextIO | None = None, line: str = COMPILING_LINE)
         event.unregister("numba:compile", listener)
 
 
-def compile_update_kernels(agent) -> None:
+def compile_update_kernels(agent, critic: bool = True) -> None:
     """Compile (or load) every kernel of ``agent``'s update with the same types as a real one, by one
     update of a throwaway agent of the same spaces and config on a made-up batch of two short
-    episodes. ``agent`` itself is untouched: no parameter, statistic or random stream moves."""
+    episodes; without the critic's passes when ``critic`` is False (worker 0 compiles those:
+    :class:`npppo.backends.local.LocalWorkers`). ``agent`` itself is untouched: no parameter,
+    statistic or random stream moves."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the config's own warnings were given for the real agent
         twin = type(agent).from_spaces(agent.spaces, agent.config, agent.seed)
+    if not critic:
+        twin.rollout.passes = _WithoutCritic()
     try:
-        twin.train_iteration(1_000_000, made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4))
+        twin.update(made_up_batch(agent.obs_dim, agent.action_dim, episode_steps=4), 0.0, 1.0)
     except TrainingError:
         pass  # a config that diverges at once does so on made-up numbers too: the real update will say so
+
+
+class _WithoutCritic:
+    """The update's passes (:class:`npppo.passes.Passes`) with the critic's skipped: the actor's alone."""
+
+    map_blocks = map
+
+    def start_critic(self, *job) -> None:
+        pass
+
+    def finish_critic(self) -> tuple[list[float], list[list[float]]]:
+        return [], []
+
+    def abandon(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def made_up_batch(obs_dim: int, action_dim: int, episode_steps: int) -> Batch:

@@ -38,7 +38,7 @@ from npppo.backends import (
 )
 from npppo.config import PPOConfig
 from npppo.envs.make import EPISODE_STEP_LIMIT
-from npppo.errors import ConfigError
+from npppo.errors import ConfigError, TrainingError
 from npppo.passes import BlockTwins, CriticData, critic_passes, make_optimizer
 from npppo.sampler import Batch
 
@@ -95,9 +95,10 @@ class Failed:
 
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started,
-            episode_step_limit: int, wait_for_kernels: bool = False) -> None:
+            episode_step_limit: int, wait_for_kernels: bool = False, compile_critic: bool = False) -> None:
     """A worker process's whole life: build, report ready, then collect until told to stop.
-    ``wait_for_kernels``: first wait until another worker has put the rollout's kernels in the cache."""
+    ``wait_for_kernels``: first wait until another worker has put the rollout's kernels in the cache;
+    ``compile_critic``: compile the critic's update kernels before reporting ready (:mod:`npppo.warmup`)."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or SIGTERM to the whole job: the learner's to handle
         signal.signal(signum, signal.SIG_IGN)
     from npppo.threads import set_num_threads
@@ -112,6 +113,9 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
         config = PPOConfig.from_dict(config_dict)
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
         critic = None
+        if compile_critic:
+            critic = _critic_of(config, spaces.obs_dim)
+            _compile_critic_kernels(*critic, config, spaces.obs_dim)
         conn.send(READY)
         while True:
             job = conn.recv()
@@ -141,6 +145,17 @@ def _critic_of(config: PPOConfig, obs_dim: int):
 
     critic = Critic(obs_dim, config, np.random.default_rng(0))
     return BlockTwins(critic), make_optimizer(config, 0, critic.params.shape[0], config.critic_lr, critic.dtype)
+
+
+def _compile_critic_kernels(twins: BlockTwins, optimizer, config: PPOConfig, obs_dim: int) -> None:
+    """The critic's passes once on made-up data of the real one's dtypes, to compile (or load) their
+    kernels; the critic's parameters and optimizer state are placeholders (each job brings its own)."""
+    rng, dtype = np.random.default_rng(0), twins.models[0].dtype
+    data = CriticData(*(rng.standard_normal(shape).astype(dtype) for shape in ((8, obs_dim), 8, 8)))
+    try:
+        _critic_passes(twins, optimizer, config, CriticJob(twins.models[0].params, optimizer.state(), data, 1.0, 0, 0))
+    except TrainingError:
+        pass  # a config that diverges at once does so on made-up numbers too: the real update will say so
 
 
 def _critic_passes(twins: BlockTwins, optimizer, config: PPOConfig, job: CriticJob) -> CriticResult:
@@ -230,30 +245,33 @@ class LocalWorkers:
         self._stop_at_exit = functools.partial(_stop_all, self.workers)
         atexit.register(self._stop_at_exit)
         self.critic_worker = WorkerCriticPasses(self)  # the update may run its critic passes in worker 0
-        # with an empty kernel cache, worker 0 alone compiles the rollout's kernels while the learner runs
-        # ``while_first_starts`` (compiling the update's: npppo.warmup); the others start at once too, so
-        # that their start is off the first run's critical path, but wait for worker 0's kernels in the
-        # cache and load them, instead of all compiling the same kernels side by side
+        # with an empty kernel cache, worker 0 alone compiles the rollout's kernels, then the critic's
+        # update kernels, while the learner runs ``while_first_starts(critic=False)``, compiling the
+        # actor's (npppo.warmup); the others start at once too, so that their start is off the first
+        # run's critical path, but wait for worker 0's kernels in the cache and load them, instead of all
+        # compiling the same kernels side by side
         from npppo.warmup import rollout_kernels_cached
 
-        wait_for_kernels = while_first_starts is not None and not rollout_kernels_cached()
+        first_compile = while_first_starts is not None and not rollout_kernels_cached()
+        worker_compiles_critic = first_compile and not config.recompute_advantages  # else the learner's alone
         try:
             for w in range(len(slices)):
-                self._start(w, wait_for_kernels=wait_for_kernels and w > 0)
+                self._start(w, wait_for_kernels=first_compile and w > 0,
+                            compile_critic=worker_compiles_critic and w == 0)
             if while_first_starts is not None:
-                while_first_starts()
+                while_first_starts(critic=not worker_compiles_critic)
             for w in range(len(slices)):
                 self._receive(w, None)  # "ready"
         except BaseException:
             self.close()
             raise
 
-    def _start(self, w: int, wait_for_kernels: bool = False) -> None:
+    def _start(self, w: int, wait_for_kernels: bool = False, compile_critic: bool = False) -> None:
         learner_end, worker_end = self.context.Pipe()
         process = self.context.Process(
             target=_worker, name=f"npppo-worker-{w}", daemon=True,
             args=(worker_end, self.env_spec, self.config.to_dict(), self.spaces, self.slices[w], self.run_seed,
-                  self.episodes_started[self.slices[w]], self.episode_step_limit, wait_for_kernels),
+                  self.episodes_started[self.slices[w]], self.episode_step_limit, wait_for_kernels, compile_critic),
         )
         process.start()
         worker_end.close()

@@ -71,59 +71,66 @@ def _elu(z, alpha, k, doublings):
     return z if z > k[13] else negative
 
 
-@njit(inline="always")
-def _value(code: int, z: float, alpha: float) -> float:
-    if code == RELU:
-        return z if z > 0.0 else 0.0
-    if code == ELU:
-        return _elu(z, alpha, EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
-    if code == SOFTPLUS:
-        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
-        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-    if code == TANH:
-        # tanh|z| = -e / (2 + e) with e = expm1(-2|z|): like ELU's, this vectorises where
-        # math.tanh (a libm call, 20 ns an element) does not, and has no cancellation near 0
-        e = expm1_nonpositive(-2.0 * abs(z), EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
-        magnitude = -e / (2.0 + e)
-        return magnitude if z >= 0.0 else -magnitude
+# One small kernel per activation, value and derivative, each compiled once and passed to the loops
+# below: every loop then holds one activation (LLVM inlines it and vectorises the loop), and no loop
+# holds a dispatch over all of them (which compiled each activation several times: seconds of a first run)
+
+
+@njit(error_model="numpy")
+def _identity(z, alpha):
     return z
 
 
+@njit(error_model="numpy")
+def _relu(z, alpha):
+    return z if z > 0.0 else 0.0
+
+
+@njit(error_model="numpy")
+def _elu_float64(z, alpha):
+    return _elu(z, alpha, EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
+
+
+@njit(error_model="numpy")
+def _softplus(z, alpha):
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+@njit(error_model="numpy")  # NumPy's error model: no zero-division branch, which kept the loops scalar
+def _tanh(z, alpha):
+    # tanh|z| = -e / (2 + e) with e = expm1(-2|z|): like ELU's, this vectorises where
+    # math.tanh (a libm call, 20 ns an element) does not, and has no cancellation near 0
+    e = expm1_nonpositive(-2.0 * abs(z), EXPM1_CONSTANTS, EXPM1_DOUBLINGS)
+    magnitude = -e / (2.0 + e)
+    return magnitude if z >= 0.0 else -magnitude
+
+
 @njit(inline="always")
-def _derivative(code: int, z: float, y: float, alpha: float) -> float:
-    if code == RELU:
-        return 1.0 if z > 0.0 else 0.0
-    if code == ELU:
-        return 1.0 if z > 0.0 else y + alpha
-    if code == SOFTPLUS:
-        if z >= 0.0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
-    if code == TANH:
-        return 1.0 - y * y
-    return 1.0
+def _vector(f, z, alpha, out):
+    for j in range(z.shape[0]):
+        out[j] = f(z[j], alpha)
 
 
 @njit(inline="always")
 def activate_vector(code, z, alpha, out):
-    """out[j] = f(z[j]) for vectors z, out (n,): one loop per common activation, so that LLVM sees a
-    fixed activation and vectorises it (the batch-1 forward's per-layer step). A float32 vector's ELU is
+    """out[j] = f(z[j]) for vectors z, out (n,): one loop per activation, so that LLVM sees a fixed
+    activation and vectorises it (the batch-1 forward's per-layer step). A float32 vector's ELU is
     computed in float32, as in :func:`bias_activation_forward`."""
-    n = z.shape[0]
     if code == ELU and z.itemsize == 4:
         alpha32 = np.float32(alpha)
-        for j in range(n):
+        for j in range(z.shape[0]):
             out[j] = _elu(z[j], alpha32, EXPM1_CONSTANTS_FLOAT32, EXPM1_DOUBLINGS_FLOAT32)
     elif code == ELU:
-        for j in range(n):
-            out[j] = _value(ELU, z[j], alpha)
+        _vector(_elu_float64, z, alpha, out)
+    elif code == TANH:
+        _vector(_tanh, z, alpha, out)
     elif code == RELU:
-        for j in range(n):
-            out[j] = _value(RELU, z[j], alpha)
+        _vector(_relu, z, alpha, out)
+    elif code == SOFTPLUS:
+        _vector(_softplus, z, alpha, out)
     else:
-        for j in range(n):
-            out[j] = _value(code, z[j], alpha)
+        _vector(_identity, z, alpha, out)
 
 
 @njit(inline="always")
@@ -148,13 +155,13 @@ def _bias_elu_forward(pre, bias, alpha, out):
 
 
 @njit(inline="always")
-def _bias_rows(pre, bias, code, alpha, out):
+def _bias_rows(pre, bias, f, alpha, out):
     rows, cols = pre.shape
     for i in range(rows):
         for j in range(cols):
             z = pre[i, j] + bias[j]
             pre[i, j] = z
-            out[i, j] = _value(code, z, alpha)
+            out[i, j] = f(z, alpha)
 
 
 @njit(error_model="numpy")
@@ -169,11 +176,29 @@ def bias_activation_forward(pre, bias, code, alpha, out):
     if code == ELU:
         _bias_elu_forward(pre, bias, alpha, out)
     elif code == TANH:
-        _bias_rows(pre, bias, TANH, alpha, out)
+        _bias_rows(pre, bias, _tanh, alpha, out)
     elif code == RELU:
-        _bias_rows(pre, bias, RELU, alpha, out)
+        _bias_rows(pre, bias, _relu, alpha, out)
+    elif code == SOFTPLUS:
+        _bias_rows(pre, bias, _softplus, alpha, out)
     else:
-        _bias_rows(pre, bias, code, alpha, out)
+        _bias_rows(pre, bias, _identity, alpha, out)
+
+
+@njit(inline="always")
+def _derivative(code: int, z: float, y: float, alpha: float) -> float:
+    if code == RELU:
+        return 1.0 if z > 0.0 else 0.0
+    if code == ELU:
+        return 1.0 if z > 0.0 else y + alpha
+    if code == SOFTPLUS:
+        if z >= 0.0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
+    if code == TANH:
+        return 1.0 - y * y
+    return 1.0
 
 
 @njit(inline="always")

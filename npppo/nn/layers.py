@@ -238,8 +238,9 @@ def forward_rows(params, layout, alphas, x, out):
             # non-negative, and LLVM vectorises the row updates (2.5x faster than params[row + j])
             weight = params[offset : offset + fan_in * fan_out]
             bias = params[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
-            for i in range(rows):
-                z[i, :fan_out] = bias
+            for i in range(rows):  # a loop, not z[i, :fan_out] = bias: that compiles Numba's shape-mismatch message
+                for j in range(fan_out):
+                    z[i, j] = bias[j]
             if rows == 4:
                 z0, z1, z2, z3 = z[0, :fan_out], z[1, :fan_out], z[2, :fan_out], z[3, :fan_out]
                 for r in range(fan_in):
