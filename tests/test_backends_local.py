@@ -181,29 +181,34 @@ def test_the_forkserver_preloads_the_worker_module(tiny_config, monkeypatch):
         pytest.skip("no forkserver on this platform")
     preloaded = []
     monkeypatch.setattr(multiprocessing.get_context("forkserver"), "set_forkserver_preload", preloaded.append)
-    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w, wait_for_kernels=False: None)  # no processes
+    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w, **roles: None)  # no processes
     monkeypatch.setattr(local.LocalWorkers, "_receive", lambda self, w, message: None)
     local.LocalWorkers(None, tiny_config(num_envs=2, episodes_per_batch=2), None, 0, [[0], [1]], [0, 0])
     assert preloaded == [["npppo.backends.local"]]
 
 
 @pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize("recompute", [False, True])
 def test_with_an_empty_cache_every_worker_starts_with_the_learners_compile_and_the_others_wait(
-        tiny_config, monkeypatch, cached):
-    """Worker 0 compiles the rollout's kernels while the learner compiles the update's; the others
-    start at once too (off the first run's critical path) but wait for worker 0's kernels."""
+        tiny_config, monkeypatch, cached, recompute):
+    """Worker 0 compiles the rollout's kernels and then the critic's update kernels while the learner
+    compiles the actor's (the critic's too with recompute_advantages, whose critic passes never run in
+    a worker); the others start at once too (off the first run's critical path) but wait for worker
+    0's kernels."""
     import npppo.warmup
     from npppo.backends import local
 
     events = []
     monkeypatch.setattr(npppo.warmup, "rollout_kernels_cached", lambda: cached)
-    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w, wait_for_kernels=False:
-                        events.append((w, wait_for_kernels)))
+    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w, wait_for_kernels=False, compile_critic=False:
+                        events.append((w, wait_for_kernels, compile_critic)))
     monkeypatch.setattr(local.LocalWorkers, "_receive", lambda self, w, message: events.append(("ready", w)))
-    local.LocalWorkers(None, tiny_config(num_envs=3, episodes_per_batch=3), None, 0, [[0], [1], [2]], [0, 0, 0],
-                       while_first_starts=lambda: events.append("learner compiles"))
-    assert events == [(0, False), (1, not cached), (2, not cached), "learner compiles", ("ready", 0), ("ready", 1),
-                      ("ready", 2)]
+    config = tiny_config(num_envs=3, episodes_per_batch=3, recompute_advantages=recompute)
+    local.LocalWorkers(None, config, None, 0, [[0], [1], [2]], [0, 0, 0],
+                       while_first_starts=lambda critic: events.append(("learner compiles", critic)))
+    worker_compiles_critic = not cached and not recompute
+    assert events == [(0, False, worker_compiles_critic), (1, not cached, False), (2, not cached, False),
+                      ("learner compiles", not worker_compiles_critic), ("ready", 0), ("ready", 1), ("ready", 2)]
 
 
 def test_a_waiting_worker_loads_the_kernels_once_cached_stops_when_told_and_compiles_itself_after_the_timeout(

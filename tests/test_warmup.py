@@ -16,7 +16,6 @@ from npppo import PPO, presets
 from npppo.checkpoint import snapshot
 from npppo.warmup import COMPILING_LINE, announce_compiling, compile_update_kernels, is_cached, rollout_kernels
 
-
 # `npppo train` with every process (the workers import the main module) noting each kernel it compiles
 COMPILE_LOGGING_TRAIN = """
 import os, sys
