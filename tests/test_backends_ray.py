@@ -5,6 +5,7 @@ Ray starts once per test session (about 10 s here), and once more in the SIGKILL
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -176,3 +177,20 @@ def test_sigterm_while_ray_starts_ends_the_run_with_143_and_stops_ray(tmp_path, 
     while running(ray_processes) and time.monotonic() - stopped < 10:
         time.sleep(0.1)
     assert running(ray_processes) == []
+
+
+def test_an_interrupted_ray_start_kills_only_the_processes_it_started():
+    # what is below the learner after an interrupted start is Ray's head node, except processes that
+    # were there before it (another agent's workers or fork server): those are spared
+    from npppo.backends.ray import _kill_descendants
+
+    before = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        spare = frozenset(descendants(os.getpid()))
+        after = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        _kill_descendants(spare=spare)
+        assert after.wait(timeout=10) == -9
+        assert before.poll() is None
+    finally:
+        before.kill()
+        before.wait()

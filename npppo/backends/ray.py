@@ -225,12 +225,13 @@ def join_cluster(ray, address: str, timeout: float, options: dict) -> None:
         raise NpppoError(f"cannot join the Ray cluster at --ray-address {address}: {first}") from error
 
 
-def _kill_descendants() -> None:
-    """SIGKILL every process below this one (Linux): called only when a local Ray start was interrupted,
-    before any worker or watchdog of this run exists, so what is below is Ray's head node."""
+def _kill_descendants(spare: frozenset = frozenset()) -> None:
+    """SIGKILL every process below this one (Linux) but those in ``spare``: called only when a local Ray
+    start was interrupted, before any worker or watchdog of this run exists, with ``spare`` the ones
+    there before the start (another agent's workers or fork server), so what it kills is Ray's head node."""
     if not sys.platform.startswith("linux"):
         return
-    for pid in descendants(os.getpid()):
+    for pid in set(descendants(os.getpid())) - spare:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -261,6 +262,7 @@ def start_local_ray(ray, num_cpus: int, options: dict):
             started.set()
         head.wait()
 
+    before = frozenset(descendants(os.getpid())) if sys.platform.startswith("linux") else frozenset()
     threading.Thread(target=start, name="npppo-ray-head", daemon=True).start()
     interrupted = None
     while not started.is_set():  # an Event, not Thread.join: an interrupted join may report the thread ended
@@ -273,7 +275,7 @@ def start_local_ray(ray, num_cpus: int, options: dict):
         if ray.is_initialized():
             ray.shutdown()
         head.set()
-        _kill_descendants()  # what is left of the head node (a failed start leaves gcs and raylet running)
+        _kill_descendants(spare=before)  # what is left of the head node (a failed start leaves gcs and raylet running)
         raise interrupted
     if "error" in outcome:
         head.set()
