@@ -143,6 +143,22 @@ def test_a_worker_lost_during_the_critics_passes_is_replaced_and_the_result_does
     assert killed and f"worker 0 (pid {killed[0]}) died" in capsys.readouterr().err
 
 
+def test_a_failure_in_the_critics_passes_in_a_worker_is_not_blamed_on_the_environment(tiny_config, monkeypatch):
+    from npppo.backends.local import CriticJob, WorkerCriticPasses
+
+    def broken(passes, twins, optimizer, data, lr_scale, seed, iteration):
+        passes.job = CriticJob(twins.models[0].params, {}, data, lr_scale, seed, iteration)  # no optimizer state
+        passes.critic, passes.optimizer = twins.models[0], optimizer
+        passes.workers._send(0, passes.job)
+
+    monkeypatch.setattr(WorkerCriticPasses, "start_critic", broken)
+    config = tiny_config(num_envs=2, episodes_per_batch=4, batch_size=32)  # small steps: the critic's in worker 0
+    env = EnvFactory("Pendulum-v1", max_episode_steps=50)
+    with PPO(env, config, seed=0, workers=2, max_worker_failures=2) as agent:
+        with pytest.raises(WorkerError, match=r"the critic's passes in worker 0 raised KeyError"):
+            agent.learn(800)
+
+
 def test_a_critic_that_diverges_in_a_worker_raises_training_error(tiny_config):
     config = tiny_config(batch_size=32, optimizer="sgd", critic_lr=1e30, max_grad_norm=None)
     with PPO(EnvFactory("Pendulum-v1", max_episode_steps=50), config, seed=0, workers=2) as agent:

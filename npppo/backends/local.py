@@ -86,12 +86,13 @@ class CriticResult:
 @dataclass(frozen=True)
 class Failed:
     """Worker to learner, its last message: what it raised (``own``: the name of one of npppo's errors
-    that are never retried, else None)."""
+    that are never retried, else None), and in what (``source``: the environment, or the critic's passes)."""
 
     name: str
     text: str
     trace: str
     own: str | None
+    source: str = "the environment"
 
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started,
@@ -104,6 +105,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     from npppo.threads import set_num_threads
 
     set_num_threads(1)
+    source = "the environment"  # what a failure is reported in: the user's code, unless the critic's passes run
     try:
         if wait_for_kernels:
             from npppo.warmup import wait_for_rollout_kernels
@@ -114,6 +116,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
         critic = None
         if compile_critic:
+            source = "the critic's passes"
             critic = _critic_of(config, spaces.obs_dim)
             _compile_critic_kernels(*critic, config, spaces.obs_dim)
         conn.send(READY)
@@ -121,6 +124,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
             job = conn.recv()
             if job is None:
                 return
+            source = "the critic's passes" if isinstance(job, CriticJob) else "the environment"
             if isinstance(job, CriticJob):
                 if critic is None:
                     critic = _critic_of(config, spaces.obs_dim)
@@ -134,7 +138,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     except BaseException as exc:  # the environment is the user's code: report it whole
         own = type(exc).__name__ if isinstance(exc, NEVER_RETRIED) else None
         try:
-            conn.send(Failed(type(exc).__name__, str(exc), traceback.format_exc(), own))
+            conn.send(Failed(type(exc).__name__, str(exc), traceback.format_exc(), own, source))
         except (BrokenPipeError, OSError):
             pass
 
@@ -321,7 +325,7 @@ class LocalWorkers:
         if isinstance(answer, Failed):
             if answer.own:
                 raise {error.__name__: error for error in NEVER_RETRIED}[answer.own](answer.text)
-            raise WorkerFailure(f"the environment in worker {w} raised {answer.name}: {answer.text}\n{answer.trace}")
+            raise WorkerFailure(f"{answer.source} in worker {w} raised {answer.name}: {answer.text}\n{answer.trace}")
         return answer
 
     def _stop(self, w: int) -> None:
