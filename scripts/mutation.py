@@ -72,7 +72,7 @@ MODULES: dict[str, list[str]] = {
                          "tests/test_checkpoint.py", "tests/test_backends_local.py"],
     "npppo/backends/__init__.py": ["tests/test_ppo_wiring.py", "tests/test_checkpoint.py", "tests/test_golden.py",
                                    "tests/test_errors.py", "tests/test_backends_local.py"],
-    "npppo/backends/local.py": ["tests/test_backends_local.py"],
+    "npppo/backends/local.py": ["tests/test_backends_local.py", "tests/test_warmup.py"],
     "npppo/envs/make.py": ["tests/test_envs.py", "tests/test_errors.py", "tests/test_ppo_wiring.py",
                            "tests/test_checkpoint.py", "tests/test_cli.py", "tests/test_backends_local.py"],
     "npppo/returns.py": ["tests/test_returns.py", *COMMON],
@@ -100,7 +100,7 @@ MODULES: dict[str, list[str]] = {
                         "tests/test_backends_local.py"],
     "npppo/backends/rollout.py": ["tests/test_backends_local.py", "tests/test_resume.py", "tests/test_checkpoint.py",
                                   *COMMON],
-    "npppo/fused_update.py": ["tests/test_fused_update.py", *COMMON],
+    "npppo/fused_update.py": ["tests/test_fused_update.py", *COMMON, "tests/test_warmup.py"],
     "npppo/warmup.py": ["tests/test_warmup.py", "tests/test_backends_local.py"],
 }
 # slow or timing-dependent tests left out of every mutant's run (they are in the normal suite)
