@@ -16,7 +16,8 @@ from npppo import PPO, presets
 from npppo.checkpoint import snapshot
 from npppo.warmup import COMPILING_LINE, announce_compiling, compile_update_kernels, is_cached, rollout_kernels
 
-# `npppo train` with every process (the workers import the main module) noting each kernel it compiles
+# `npppo train` with every process (the workers import the main module) noting each kernel it compiles,
+# and the learner each batch it asks for
 COMPILE_LOGGING_TRAIN = """
 import os, sys
 from numba.core import event
@@ -31,7 +32,17 @@ class Log(event.Listener):
 
 event.register("numba:compile", Log())
 if __name__ == "__main__":
+    from npppo.backends.local import LocalWorkers
     from npppo.cli import main
+
+    collect = LocalWorkers.collect
+
+    def noted_collect(self, *args):  # the learner asks for a batch only once every worker is ready
+        with open(os.environ["COMPILE_LOG"], "a") as log:
+            print(os.getpid(), "collect", file=log)
+        return collect(self, *args)
+
+    LocalWorkers.collect = noted_collect
     sys.exit(main(sys.argv[1:]))
 """
 
@@ -62,6 +73,11 @@ def test_with_an_empty_cache_the_first_run_says_it_compiles_and_each_kernel_is_c
     assert all(len(pids) == 1 for pids in where.values()), where
     learner = where["actor_epochs"][0]
     assert where["critic_epochs"] == where["_policy_rows"] == where["sample_actions"] != [learner], where
+    # both while the workers started (the learner's warm-up, worker 0's before it was ready), not at
+    # the first update
+    first_batch = compiled.index((learner, "collect"))
+    assert compiled.index((learner, "actor_epochs")) < first_batch
+    assert compiled.index((where["critic_epochs"][0], "critic_epochs")) < first_batch
 
 
 def test_with_the_kernels_in_the_cache_nothing_is_announced():
@@ -108,3 +124,16 @@ def test_a_config_that_diverges_at_once_is_left_to_the_real_update_to_report():
     # update, in the learner or in worker 0, reports it with the run's iteration)
     config = presets.get("pendulum").replace(optimizer="sgd", critic_lr=1e30, max_grad_norm=None)
     compile_update_kernels(PPO("Pendulum-v1", config, seed=0))
+
+
+def test_without_the_critic_the_warm_up_runs_the_actors_passes_alone(monkeypatch):
+    import npppo.passes
+
+    agent = PPO("Pendulum-v1", presets.get("pendulum").replace(num_envs=2, episodes_per_batch=2), seed=0)
+    critic_runs = []
+    critic_passes = npppo.passes.critic_passes
+    monkeypatch.setattr(npppo.passes, "critic_passes", lambda *job: critic_runs.append(1) or critic_passes(*job))
+    compile_update_kernels(agent, critic=False)
+    assert critic_runs == []
+    compile_update_kernels(agent)
+    assert critic_runs == [1]
