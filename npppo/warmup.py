@@ -27,7 +27,7 @@ from numba.core import event
 from npppo.errors import TrainingError
 from npppo.sampler import Batch
 
-COMPILING_LINE = "npppo: compiling kernels (first run only: about 10 s before the first iteration)"
+COMPILING_LINE = "npppo: compiling kernels (first run only: about 10-15 s before the first iteration)"
 
 
 def rollout_kernels() -> list:
