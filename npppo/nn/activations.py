@@ -4,7 +4,9 @@ The formulas' plain-NumPy references are :data:`npppo.inference.ACTIVATIONS` (th
 these kernels with them); the kernels dispatch on an integer code, the activation's position in
 that table, so that one compiled signature serves every activation (few signatures keep the
 first-run compile time short). Layers call the two fused kernels :func:`bias_activation_forward`
-and :func:`activation_backward`.
+and :func:`activation_backward`. Each forward loop holds one activation, the small kernel of it
+(``_tanh``, ``_relu``, ...) passed in, which LLVM inlines into the loop and vectorises; the backward's
+derivatives are a few operations each, so one loop's dispatch over all of them compiles cheaply.
 
 The derivative is expressed through both the pre-activation ``z`` and the output ``y = f(z)``
 because several are cheapest from ``y`` (ELU: f'(z) = y + alpha for z <= 0; tanh: 1 - y^2).
@@ -71,9 +73,9 @@ def _elu(z, alpha, k, doublings):
     return z if z > k[13] else negative
 
 
-# One small kernel per activation, value and derivative, each compiled once and passed to the loops
-# below: every loop then holds one activation (LLVM inlines it and vectorises the loop), and no loop
-# holds a dispatch over all of them (which compiled each activation several times: seconds of a first run)
+# One small kernel per activation's value, each compiled once and passed to the forward loops below:
+# every loop then holds one activation (LLVM inlines it and vectorises the loop), and no loop holds a
+# dispatch over all of them (which compiled each activation several times: seconds of a first run)
 
 
 @njit(error_model="numpy")
@@ -169,9 +171,9 @@ def bias_activation_forward(pre, bias, code, alpha, out):
     """In place: ``pre += bias`` (broadcast over rows), then ``out = f(pre)``.
 
     pre (batch, n) holds ``x @ W`` on entry and ``z = x @ W + b`` on exit; out (batch, n) gets y.
-    Each common activation gets its own loop with a constant code, so that LLVM drops the dispatch
-    and vectorises; NumPy's error model removes the zero-division branch of tanh's formula, which
-    also kept it scalar (docs/performance.md has the figures).
+    Each activation gets its own loop, calling that activation's kernel, so that LLVM sees no
+    dispatch and vectorises; NumPy's error model removes the zero-division branch of tanh's formula,
+    which also kept it scalar (docs/performance.md has the figures).
     """
     if code == ELU:
         _bias_elu_forward(pre, bias, alpha, out)
