@@ -5,8 +5,8 @@ run needs is compiled at its first call, several seconds in all. Two things make
 
 * the learner compiles the actor's update kernels (:func:`compile_update_kernels`) while the first
   rollout worker compiles the rollout's, then the critic's update kernels; the other workers start at
-  the same time but wait until the rollout's are in the cache (:func:`wait_for_rollout_kernels`), and
-  load them instead of compiling the same ones beside it (:class:`npppo.backends.local.LocalWorkers`);
+  the same time but wait until it has built its sampler (:func:`wait_for_first_sampler`), and load
+  its kernels instead of compiling the same ones beside it (:class:`npppo.backends.local.LocalWorkers`);
 * :func:`announce_compiling` prints one line as soon as anything is to be compiled, decided by what
   the Numba cache holds and by Numba's own compile events, not by whether a folder exists.
 """
@@ -59,14 +59,16 @@ def rollout_kernels_cached() -> bool:
 KERNEL_WAIT_S = 300.0  # longer than any compile; a worker that waited this long compiles the kernels itself
 
 
-def wait_for_rollout_kernels(conn, timeout: float = KERNEL_WAIT_S, poll_s: float = 0.1) -> bool:
-    """In a rollout worker: wait until another worker has put the rollout's kernels in the cache, so
-    that this one loads them; False if the learner's pipe ``conn`` said stop meanwhile (the only message
-    it sends before a worker's "ready"). After ``timeout`` it returns True anyway, and the worker
+def wait_for_first_sampler(built, conn, timeout: float = KERNEL_WAIT_S, poll_s: float = 0.1) -> bool:
+    """In a rollout worker: wait until the first worker has built its sampler, whose kernels (the
+    Gymnasium step's, or a compiled environment's fused rollout) are then in the cache for this one
+    to load. ``built`` is the read end of a pipe whose only write end the first worker closes then
+    (or by dying). False if the learner's pipe ``conn`` said stop meanwhile (the only message it
+    sends before a worker's "ready"). After ``timeout`` it returns True anyway, and the worker
     compiles them itself."""
     deadline = time.monotonic() + timeout
-    while not rollout_kernels_cached() and time.monotonic() < deadline:
-        if conn.poll(poll_s):
+    while not built.poll(poll_s) and time.monotonic() < deadline:  # poll is True at end-of-file
+        if conn.poll():
             conn.recv()
             return False
     return True

@@ -216,34 +216,36 @@ def test_with_an_empty_cache_every_worker_starts_with_the_learners_compile_and_t
 
     events = []
     monkeypatch.setattr(npppo.warmup, "rollout_kernels_cached", lambda: cached)
-    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w, wait_for_kernels=False, compile_critic=False:
-                        events.append((w, wait_for_kernels, compile_critic)))
+    monkeypatch.setattr(local.LocalWorkers, "_start", lambda self, w, first_sampler=None, compile_critic=False:
+                        events.append((w, first_sampler and first_sampler[0], compile_critic)))
     monkeypatch.setattr(local.LocalWorkers, "_receive", lambda self, w, message: events.append(("ready", w)))
     config = tiny_config(num_envs=3, episodes_per_batch=3, recompute_advantages=recompute)
     local.LocalWorkers(None, config, None, 0, [[0], [1], [2]], [0, 0, 0],
                        while_first_starts=lambda critic: events.append(("learner compiles", critic)))
     worker_compiles_critic = not cached and not recompute
-    assert events == [(0, False, worker_compiles_critic), (1, not cached, False), (2, not cached, False),
+    first, wait = (None, None) if cached else ("built", "wait")
+    assert events == [(0, first, worker_compiles_critic), (1, wait, False), (2, wait, False),
                       ("learner compiles", not worker_compiles_critic), ("ready", 0), ("ready", 1), ("ready", 2)]
 
 
-def test_a_waiting_worker_loads_the_kernels_once_cached_stops_when_told_and_compiles_itself_after_the_timeout(
-        monkeypatch):
+def test_a_waiting_worker_starts_once_the_first_has_built_its_sampler_stops_when_told_and_after_the_timeout():
     import multiprocessing
+    import threading
     import time
 
-    import npppo.warmup
-    from npppo.warmup import wait_for_rollout_kernels
+    from npppo.warmup import wait_for_first_sampler
 
     learner_end, worker_end = multiprocessing.Pipe()
-    checks = iter([False, False, True])
-    monkeypatch.setattr(npppo.warmup, "rollout_kernels_cached", lambda: next(checks))
-    assert wait_for_rollout_kernels(worker_end, poll_s=0.01) is True  # in the cache on the third look
-    monkeypatch.setattr(npppo.warmup, "rollout_kernels_cached", lambda: False)
-    learner_end.send(None)  # the learner's stop
-    assert wait_for_rollout_kernels(worker_end, poll_s=0.01) is False and not worker_end.poll()
+    built_read, built_write = multiprocessing.Pipe(duplex=False)
+    threading.Timer(0.2, built_write.close).start()  # the first worker, done building
     started = time.monotonic()
-    assert wait_for_rollout_kernels(worker_end, timeout=0.2, poll_s=0.01) is True  # then it compiles them itself
+    assert wait_for_first_sampler(built_read, worker_end, poll_s=0.01) is True
+    assert 0.2 <= time.monotonic() - started < 2
+    built_read, built_write = multiprocessing.Pipe(duplex=False)
+    learner_end.send(None)  # the learner's stop
+    assert wait_for_first_sampler(built_read, worker_end, poll_s=0.01) is False and not worker_end.poll()
+    started = time.monotonic()
+    assert wait_for_first_sampler(built_read, worker_end, timeout=0.2, poll_s=0.01) is True  # then it compiles itself
     assert 0.2 <= time.monotonic() - started < 2
 
 

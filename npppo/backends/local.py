@@ -96,10 +96,12 @@ class Failed:
 
 
 def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_seed: int, episodes_started,
-            episode_step_limit: int, wait_for_kernels: bool = False, compile_critic: bool = False) -> None:
+            episode_step_limit: int, first_sampler=None, compile_critic: bool = False) -> None:
     """A worker process's whole life: build, report ready, then collect until told to stop.
-    ``wait_for_kernels``: first wait until another worker has put the rollout's kernels in the cache;
-    ``compile_critic``: compile the critic's update kernels before reporting ready (:mod:`npppo.warmup`)."""
+    ``first_sampler``: with an empty kernel cache, ("built", the write end of a pipe) for the first
+    worker, which closes it once its sampler is built (its kernels in the cache), or ("wait", the read
+    end) for the others, which wait for that before building theirs; ``compile_critic``: compile the
+    critic's update kernels before reporting ready (:mod:`npppo.warmup`)."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or SIGTERM to the whole job: the learner's to handle
         signal.signal(signum, signal.SIG_IGN)
     from npppo.threads import set_num_threads
@@ -107,13 +109,16 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
     set_num_threads(1)
     source = "the environment"  # what a failure is reported in: the user's code, unless the critic's passes run
     try:
-        if wait_for_kernels:
-            from npppo.warmup import wait_for_rollout_kernels
+        role, pipe_end = first_sampler or (None, None)
+        if role == "wait":
+            from npppo.warmup import wait_for_first_sampler
 
-            if not wait_for_rollout_kernels(conn):
+            if not wait_for_first_sampler(pipe_end, conn):
                 return  # told to stop while waiting
         config = PPOConfig.from_dict(config_dict)
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
+        if pipe_end is not None:
+            pipe_end.close()  # the first worker's: the others see end-of-file and build theirs
         critic = None
         if compile_critic:
             source = "the critic's passes"
@@ -252,16 +257,24 @@ class LocalWorkers:
         # with an empty kernel cache, worker 0 alone compiles the rollout's kernels, then the critic's
         # update kernels, while the learner runs ``while_first_starts(critic=False)``, compiling the
         # actor's (npppo.warmup); the others start at once too, so that their start is off the first
-        # run's critical path, but wait for worker 0's kernels in the cache and load them, instead of all
-        # compiling the same kernels side by side
+        # run's critical path, but wait until worker 0 has built its sampler (its kernels, whichever the
+        # environment needs, are then in the cache) and load them, instead of all compiling them side by side
         from npppo.warmup import rollout_kernels_cached
 
         first_compile = while_first_starts is not None and not rollout_kernels_cached()
         worker_compiles_critic = first_compile and not config.recompute_advantages  # else the learner's alone
+        # a pipe, not an Event: its end-of-file comes also when worker 0 dies, and it leaves no semaphore behind
+        roles, ends = [None] * len(slices), ()
+        if first_compile:
+            ends = built_read, built_write = self.context.Pipe(duplex=False)
+            roles = [("built", built_write)] + [("wait", built_read)] * (len(slices) - 1)
         try:
-            for w in range(len(slices)):
-                self._start(w, wait_for_kernels=first_compile and w > 0,
-                            compile_critic=worker_compiles_critic and w == 0)
+            try:
+                for w, role in enumerate(roles):
+                    self._start(w, first_sampler=role, compile_critic=worker_compiles_critic and w == 0)
+            finally:
+                for end in ends:
+                    end.close()  # the workers hold theirs: worker 0 the only write end
             if while_first_starts is not None:
                 while_first_starts(critic=not worker_compiles_critic)
             for w in range(len(slices)):
@@ -270,12 +283,12 @@ class LocalWorkers:
             self.close()
             raise
 
-    def _start(self, w: int, wait_for_kernels: bool = False, compile_critic: bool = False) -> None:
+    def _start(self, w: int, first_sampler=None, compile_critic: bool = False) -> None:
         learner_end, worker_end = self.context.Pipe()
         process = self.context.Process(
             target=_worker, name=f"npppo-worker-{w}", daemon=True,
             args=(worker_end, self.env_spec, self.config.to_dict(), self.spaces, self.slices[w], self.run_seed,
-                  self.episodes_started[self.slices[w]], self.episode_step_limit, wait_for_kernels, compile_critic),
+                  self.episodes_started[self.slices[w]], self.episode_step_limit, first_sampler, compile_critic),
         )
         process.start()
         worker_end.close()
