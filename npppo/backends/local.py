@@ -118,7 +118,7 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
         config = PPOConfig.from_dict(config_dict)
         sampler = make_sampler(env_spec, config, spaces, env_ids, run_seed, episodes_started, episode_step_limit)
         if pipe_end is not None:
-            pipe_end.close()  # the first worker's: the others see end-of-file and build theirs
+            pipe_end.close()  # worker 0's write end: the others see end-of-file; a waiter's read end: done with
         critic = None
         if compile_critic:
             source = "the critic's passes"
@@ -129,12 +129,13 @@ def _worker(conn, env_spec, config_dict: dict, spaces, env_ids: list[int], run_s
             job = conn.recv()
             if job is None:
                 return
-            source = "the critic's passes" if isinstance(job, CriticJob) else "the environment"
             if isinstance(job, CriticJob):
+                source = "the critic's passes"
                 if critic is None:
                     critic = _critic_of(config, spaces.obs_dim)
                 conn.send(_critic_passes(*critic, config, job))
                 continue
+            source = "the environment"
             sampler.policy.set_params(job.params)
             batch = collect(sampler, config, job.iteration, job.work, job.obs_stats)
             conn.send((batch, sampler.episodes_started.copy()))
